@@ -1,0 +1,24 @@
+# hnseg: Ren et al. 2024, "Segment anything model for head and neck tumor segmentation with CT, PET and MRI
+# multi-modality images", from raw DICOM to the final figures. Architecture and contracts: DESIGN.md.
+#
+#   snakemake --configfile config/demo.yaml --cores 2        the synthetic demo
+#   snakemake --cores 32 --resources gpu=2                   your cohort (config/patients.tsv)
+#   snakemake --workflow-profile profiles/slurm              the same on SLURM
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/split.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,85 @@
+"""Config and patients-sheet validation: the shipped configs are valid; bad ones name the key and the fix."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hnseg.config import deep_merge, load_config, read_patients_sheet, validate_config
+from hnseg.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "config" / "config.yaml"
+DEMO = ROOT / "config" / "demo.yaml"
+
+
+def paper_config():
+    return yaml.safe_load(PAPER.read_text())
+
+
+def test_shipped_configs_are_valid_and_hold_the_papers_protocol():
+    paper = load_config(PAPER)
+    assert paper["split"]["ratio"] == [470, 94, 97]
+    assert paper["fusion"]["ct_window"] == {"level": 40, "width": 400}
+    assert paper["fusion"]["pet_suv_range"] == [0.0, 6.0]
+    assert paper["fusion"]["mri_percentiles"] == [0.0, 99.5]
+    assert paper["fusion"]["model_size"] == 256
+    assert paper["prompts"]["margin_mm"] == [0.0, 20.0]
+    ft = paper["litemedsam"]["finetune"]
+    assert (ft["max_epochs"], ft["batch_size"], ft["lr"], ft["weight_decay"]) == (20, 8, 3e-4, 0.01)
+    assert ft["plateau"] == {"factor": 0.9, "patience": 5}
+    assert paper["nnunet"]["epochs"] == 1000 and paper["nnunet"]["configuration"] == "3d_fullres"
+    demo = load_config(PAPER, DEMO)
+    assert demo["synthetic"]["enabled"] is True
+    # layering keeps the paper's numbers the demo does not override
+    assert demo["fusion"] == paper["fusion"]
+    assert demo["litemedsam"]["finetune"]["lr"] == 3e-4
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("fusion", "kinds"), ["ct", "petonly"], r"fusion\.kinds\[1\].*'petonly'.*allowed values: 'ct', 'multimodal'"),
+        (("synthetic", "size"), "huge", r"synthetic\.size.*'huge'.*'demo', 'realistic'"),
+        (("split", "ratio"), [470, 94], r"split\.ratio"),
+        (("fusion", "ct_window", "width"), 0, r"fusion\.ct_window\.width"),
+        (("fusion", "ct_windw"), {}, r"'ct_windw'.*known keys here: ct_window"),
+    ],
+)
+def test_bad_config_names_the_key(path, value, expected):
+    config = paper_config()
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError, match=expected):
+        validate_config(config)
+
+
+def test_deep_merge_layers_nested_keys():
+    merged = deep_merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"c": 5}})
+    assert merged == {"a": {"b": 1, "c": 5}, "d": 3}
+
+
+def test_missing_sheet_says_how_to_make_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"no patients sheet.*config/README.md.*config/demo.yaml"):
+        read_patients_sheet(tmp_path / "patients.tsv")
+
+
+def test_sheet_rows_are_validated(tmp_path):
+    sheet = tmp_path / "patients.tsv"
+    sheet.write_text("patient\tdicom_dir\tweight_kg\nHN001\t/data/a\t72.5\nHN002\t/data/b\t\n")
+    rows = read_patients_sheet(sheet)
+    assert rows[0]["weight_kg"] == 72.5 and rows[1]["weight_kg"] is None
+    sheet.write_text("patient\tdicom_dir\nHN 001\t/data/a\n")
+    with pytest.raises(ConfigError, match=r"line 2, column 'patient'"):
+        read_patients_sheet(sheet)
+    sheet.write_text("patient\tdicom_dir\nHN001\t/a\nHN001\t/b\n")
+    with pytest.raises(ConfigError, match="repeats line 2"):
+        read_patients_sheet(sheet)
+    sheet.write_text("patient\tdicom_dir\tweight_kg\nHN001\t/a\t-3\n")
+    with pytest.raises(ConfigError, match="weight_kg"):
+        read_patients_sheet(sheet)
+    sheet.write_text("patient\tdicom_dir\nHN001\t/a\n")
+    with pytest.raises(ConfigError, match=r"stratify_by.*'centre'"):
+        read_patients_sheet(sheet, stratify_by="centre")

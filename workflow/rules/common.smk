@@ -1,0 +1,61 @@
+# Parse-time state of the workflow: validated config, the cohort, its split, and input functions named by intent.
+# The logic lives in hnseg (hnseg.config, hnseg.workflow, hnseg.split); this file only wires it in.
+
+import hnseg.config
+import hnseg.workflow
+from hnseg.provenance import code_hash
+
+hnseg.config.validate_config(config)
+
+PATIENT_ROWS = {row["patient"]: row for row in hnseg.workflow.cohort_patients(config)}
+PATIENTS = sorted(PATIENT_ROWS)
+_stratify_by = config["split"].get("stratify_by")
+SPLIT = hnseg.workflow.split_from_config(
+    config,
+    PATIENTS,
+    {p: r[_stratify_by] for p, r in PATIENT_ROWS.items()} if _stratify_by else None,
+)
+TRAIN, VAL, TEST = (SPLIT.patients(s) for s in ("train", "val", "test"))
+
+
+wildcard_constraints:
+    patient="|".join(PATIENTS),
+
+
+def patients_sheet():
+    """The sheet the split is made from: written by synthesize_cohort for the demo, the user's otherwise."""
+    if config["synthetic"]["enabled"]:
+        return "resources/synthetic/patients.tsv"
+    return config["patients"]
+
+
+def synthetic_cohort_outputs():
+    if not config["synthetic"]["enabled"]:
+        return []
+    return [patients_sheet()] + expand("resources/synthetic/dicom/{patient}", patient=PATIENTS)
+
+
+def patient_dicom_dir(wildcards):
+    return PATIENT_ROWS[wildcards.patient]["dicom_dir"]
+
+
+def patient_weight_kg(wildcards):
+    """The sheet's weight for SUV when the PET header has none (None when the sheet has no weight)."""
+    return PATIENT_ROWS[wildcards.patient].get("weight_kg")
+
+
+def import_options():
+    return dict(config["import"])
+
+
+def imported(kind, patients=None):
+    """Import outputs of a kind (ct, labels, pet, t1, t2) for the given patients (default: all)."""
+    return expand("results/imported/{patient}/{kind}.nii.gz", patient=patients or PATIENTS, kind=kind)
+
+
+def final_outputs():
+    """What `rule all` builds; grows as stages land."""
+    return [
+        *synthetic_cohort_outputs(),
+        "results/split.tsv",
+    ]

@@ -1,0 +1,31 @@
+# Synthetic cohort (demo only): a deterministic head-and-neck DICOM export per patient, with its ground truth.
+
+
+rule synthesize_patient:
+    output:
+        dicom=directory("resources/synthetic/dicom/{patient}"),
+        truth=directory("resources/synthetic/truth/{patient}"),
+    params:
+        seed=config["synthetic"]["seed"],
+        size=config["synthetic"]["size"],
+        code=code_hash("hnseg.synthetic"),
+    log:
+        "logs/synthesize_patient/{patient}.log",
+    benchmark:
+        "results/benchmarks/synthesize_patient/{patient}.tsv"
+    script:
+        "../scripts/synthesize_patient.py"
+
+
+rule synthesize_cohort:
+    input:
+        expand("resources/synthetic/dicom/{patient}", patient=PATIENTS),
+    output:
+        "resources/synthetic/patients.tsv",
+    params:
+        patients=PATIENTS,
+    log:
+        "logs/synthesize_cohort.log",
+    localrule: True
+    script:
+        "../scripts/synthesize_cohort.py"
