@@ -16,6 +16,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/split.smk"
+include: "workflow/rules/import.smk"
 
 
 rule all:

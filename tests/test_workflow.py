@@ -106,3 +106,36 @@ def test_changing_the_split_seed_reruns_only_the_split(small_demo, tmp_path):
     reseed.write_text("split:\n  seed: 7\n")
     jobs = planned_jobs(snakemake(workdir, "-n", *configs, str(reseed)).stdout)
     assert jobs == {"split_cohort": 1, "all": 1}
+
+
+def test_demo_imports_every_patient(small_demo):
+    workdir, _ = small_demo
+    for p in ("SYN001", "SYN002"):
+        folder = workdir / "results" / "imported" / p
+        for name in ("ct.nii.gz", "labels.nii.gz", "pet.nii.gz", "t1.nii.gz", "t2.nii.gz", "import.json"):
+            assert (folder / name).is_file(), f"{p}: {name} missing"
+
+
+def test_a_refused_patient_does_not_stop_the_others(small_demo, tmp_path):
+    demo_dir, _ = small_demo
+    source = demo_dir / "resources" / "synthetic" / "dicom"
+    bad = tmp_path / "BAD001"
+    # the CT and PET of a patient, without RTSTRUCT and MR: import_ct and import_mri must refuse, import_pet goes on
+    for series in source.joinpath("SYN002").glob("*/*"):
+        modality = pydicom.dcmread(next(series.iterdir()), stop_before_pixels=True).Modality
+        if modality in ("CT", "PT"):
+            shutil.copytree(series, bad / series.parent.name / series.name)
+    sheet = tmp_path / "patients.tsv"
+    sheet.write_text(f"patient\tdicom_dir\nGOOD001\t{source / 'SYN001'}\nBAD001\t{bad}\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"patients: {sheet}\nsplit:\n  ratio: [1, 0, 1]\n")
+    result = snakemake(tmp_path, "--configfile", str(PAPER), str(cfg), check=False)
+    assert result.returncode != 0
+    imported = tmp_path / "results" / "imported"
+    assert all((imported / "GOOD001" / f).is_file() for f in ("ct.nii.gz", "labels.nii.gz", "pet.nii.gz", "t1.nii.gz"))
+    assert (imported / "BAD001" / "pet.nii.gz").is_file()
+    assert not (imported / "BAD001" / "ct.nii.gz").exists()
+    ct_log = (tmp_path / "logs" / "import_ct" / "BAD001.log").read_text()
+    assert "patient BAD001" in ct_log and "no RTSTRUCT" in ct_log and str(bad) in ct_log
+    mri_log = (tmp_path / "logs" / "import_mri" / "BAD001.log").read_text()
+    assert "no T1w and no T2w" in mri_log and "CT-only methods go on" in mri_log

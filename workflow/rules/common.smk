@@ -58,4 +58,5 @@ def final_outputs():
     return [
         *synthetic_cohort_outputs(),
         "results/split.tsv",
+        *imported(["ct", "labels", "pet", "t1", "t2"]),
     ]
