@@ -17,6 +17,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/import.smk"
+include: "workflow/rules/prompts.smk"
+include: "workflow/rules/fusion.smk"
 
 
 rule all:

@@ -139,3 +139,22 @@ def test_a_refused_patient_does_not_stop_the_others(small_demo, tmp_path):
     assert "patient BAD001" in ct_log and "no RTSTRUCT" in ct_log and str(bad) in ct_log
     mri_log = (tmp_path / "logs" / "import_mri" / "BAD001.log").read_text()
     assert "no T1w and no T2w" in mri_log and "CT-only methods go on" in mri_log
+
+
+def rerun_plan(small_demo, tmp_path, override: str) -> dict[str, int]:
+    workdir, configs = small_demo
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(override)
+    return planned_jobs(snakemake(workdir, "-n", *configs, str(changed)).stdout)
+
+
+def test_changing_the_ct_window_reruns_only_fusion_and_what_follows(small_demo, tmp_path):
+    jobs = rerun_plan(small_demo, tmp_path, "fusion:\n  ct_window:\n    level: 50\n    width: 400\n")
+    assert set(jobs) == {"fuse_slices", "preview_slices", "all"}
+    assert jobs["fuse_slices"] == jobs["preview_slices"]  # one per patient and fusion
+
+
+def test_changing_the_prompt_margin_reruns_only_prompts_and_what_follows(small_demo, tmp_path):
+    jobs = rerun_plan(small_demo, tmp_path, "prompts:\n  margin_mm: [0.0, 10.0]\n")
+    assert set(jobs) == {"make_prompts", "preview_slices", "all"}
+    assert jobs["make_prompts"] == 2

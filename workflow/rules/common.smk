@@ -20,6 +20,7 @@ TRAIN, VAL, TEST = (SPLIT.patients(s) for s in ("train", "val", "test"))
 
 wildcard_constraints:
     patient="|".join(PATIENTS),
+    fusion="|".join(config["fusion"]["kinds"]),
 
 
 def patients_sheet():
@@ -53,10 +54,31 @@ def imported(kind, patients=None):
     return expand("results/imported/{patient}/{kind}.nii.gz", patient=patients or PATIENTS, kind=kind)
 
 
+def fusion_inputs(wildcards):
+    """Volumes a fusion needs, all on the CT grid: the imported CT alone, or the registered CT, PET, T1w, T2w."""
+    labels = f"results/imported/{wildcards.patient}/labels.nii.gz"
+    if wildcards.fusion == "ct":
+        return {"ct": f"results/imported/{wildcards.patient}/ct.nii.gz", "labels": labels}
+    registered = f"results/registered/{wildcards.patient}"
+    return {
+        "ct": f"{registered}/ct.nii.gz",
+        "pet": f"{registered}/pet.nii.gz",
+        "t1": f"{registered}/t1.nii.gz",
+        "t2": f"{registered}/t2.nii.gz",
+        "labels": labels,
+    }
+
+
+def fused_slices(fusions, patients=None):
+    return expand("results/slices/{fusion}/{patient}.{ext}", fusion=fusions, patient=patients or PATIENTS, ext=["npz", "png"])
+
+
 def final_outputs():
     """What `rule all` builds; grows as stages land."""
     return [
         *synthetic_cohort_outputs(),
         "results/split.tsv",
         *imported(["ct", "labels", "pet", "t1", "t2"]),
+        *expand("results/prompts/{patient}.json", patient=PATIENTS),
+        *fused_slices(["ct"]),
     ]

@@ -1,0 +1,18 @@
+# Box prompts, per patient: the targets (3D instances) and their tight and perturbed boxes on every slice.
+# Every method reads the same file, so every method sees the same prompts.
+
+
+rule make_prompts:
+    input:
+        labels="results/imported/{patient}/labels.nii.gz",
+    output:
+        "results/prompts/{patient}.json",
+    params:
+        margin_mm=config["prompts"]["margin_mm"],
+        seed=config["prompts"]["seed"],
+        connectivity=config["prompts"]["node_connectivity"],
+        code=code_hash("hnseg.prompts"),
+    log:
+        "logs/make_prompts/{patient}.log",
+    script:
+        "../scripts/make_prompts.py"

@@ -1,0 +1,44 @@
+"""Adapter for rule fuse_slices: one patient's fused slices with targets, in the model frame."""
+
+import time
+
+import numpy as np
+import SimpleITK as sitk
+
+from hnseg.fusion import fuse_volume, write_shard
+from hnseg.prompts import split_instances
+from hnseg.runlog import log_to_file
+
+sm = snakemake
+log = log_to_file(sm.log[0])
+start = time.perf_counter()
+
+
+def volume(name):
+    return sitk.GetArrayFromImage(sitk.ReadImage(sm.input[name])) if name in sm.input.keys() else None
+
+
+labels_image = sitk.ReadImage(sm.input.labels)
+labels = sitk.GetArrayFromImage(labels_image)
+rgb = fuse_volume(
+    sm.wildcards.fusion,
+    volume("ct"),
+    sm.params.ct_window,
+    pet_suv=volume("pet"),
+    suv_range=tuple(sm.params.pet_suv_range),
+    t1=volume("t1"),
+    t2=volume("t2"),
+    mri_percentiles=tuple(sm.params.mri_percentiles),
+)
+instances, targets = split_instances(labels, sm.params.connectivity)
+slices = [int(z) for z in np.flatnonzero(instances.reshape(instances.shape[0], -1).any(axis=1))]
+info = write_shard(
+    sm.output[0],
+    rgb,
+    instances,
+    slices,
+    spacing_xyz=labels_image.GetSpacing(),
+    size=sm.params.model_size,
+    meta={"fusion": sm.wildcards.fusion, "patient": sm.wildcards.patient, "targets": targets},
+)
+log.info("%d slices with targets, %d instances, %.2f s", len(slices), len(targets), time.perf_counter() - start)
