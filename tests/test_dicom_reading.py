@@ -192,9 +192,9 @@ def test_gantry_tilt_is_refused_or_resampled(tmp_path):
         read(series)
     volume = read(series, on_gantry_tilt="resample")
     assert any("gantry tilt" in w for w in volume.warnings)
-    # slice k was shifted by k mm = k rows (spacing 1.5 between rows? rows are 1.5 mm apart): compare a column profile
+    # slice k was stored k mm further along +y (rows are 1.5 mm apart): on the common grid it moves back k/1.5 rows
     r, c = np.mgrid[0:12, 0:16]
-    expected_k1 = 100 + 10 * (r + 1.0 / 1.5) + c - 1024  # the content that sat 1 mm further along +y
+    expected_k1 = 100 + 10 * (r - 1.0 / 1.5) + c - 1024  # slice 1 sat 1 mm further along +y: row r shows r - 1/1.5
     assert np.allclose(volume.array[1][2:-2], expected_k1[2:-2], atol=1e-3)
 
 

@@ -98,8 +98,13 @@ def scan_patient(patient: str, dicom_dir: str | Path) -> ScanResult:
     return scan
 
 
+def _n_slices(s: Series) -> int:
+    """Image planes of a series: one per instance, NumberOfFrames per enhanced multi-frame instance."""
+    return sum(int(i.header.get("NumberOfFrames", 1) or 1) for i in s.instances)
+
+
 def _image_series(scan: ScanResult, modality: str, min_slices: int) -> list[Series]:
-    return [s for s in scan.series if s.modality == modality and s.is_image and len(s.instances) >= min_slices]
+    return [s for s in scan.series if s.modality == modality and s.is_image and _n_slices(s) >= min_slices]
 
 
 def _structure_set_time(s: Series) -> tuple:
@@ -352,7 +357,12 @@ def read_series_planes(planes, what: str, opts: ImportOptions) -> Volume:
 def _ms(ds: pydicom.Dataset, keyword: str) -> float | None:
     value = ds.get(keyword)
     if value in (None, ""):
-        for group in ds.get("SharedFunctionalGroupsSequence") or []:
+        # enhanced MR: shared groups, or the first frame's (Philips puts MREchoSequence per frame)
+        groups = [
+            *(ds.get("SharedFunctionalGroupsSequence") or []),
+            *(ds.get("PerFrameFunctionalGroupsSequence") or [])[:1],
+        ]
+        for group in groups:
             for seq in ("MRTimingAndRelatedParametersSequence", "MREchoSequence"):
                 for item in group.get(seq) or []:
                     key = "EffectiveEchoTime" if keyword == "EchoTime" else keyword
@@ -368,6 +378,9 @@ def _ms(ds: pydicom.Dataset, keyword: str) -> float | None:
 def classify_mri(series: Series, rules: dict[str, Any]) -> tuple[str | None, str]:
     """('t1' | 't2' | None, why) for an MR series, by description first, then by TR/TE."""
     ds = series.first
+    image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
+    if {"PROJECTION IMAGE", "LOCALIZER"} & set(image_type):  # e.g. an angiography MIP, whose TR/TE look T1w
+        return None, f"ImageType {'/'.join(image_type)} is a projection or localiser, not a T1w/T2w stack"
     text = " ".join(str(ds.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName", "SequenceName")).lower()
     if re.search(rules["exclude_description"], text):
         return None, f"description '{series.description}' is excluded (import.mri.exclude_description)"

@@ -87,7 +87,9 @@ class ScanResult:
 
 def _read_header(path: Path) -> pydicom.Dataset | None:
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        # a file cut after its preamble and 'DICM' (or after the file meta) reads without error but holds nothing
+        return ds if "SOPClassUID" in ds or "DirectoryRecordSequence" in ds else None
     except InvalidDicomError:
         pass  # no preamble or no file meta: try again leniently, and keep it only if it looks like DICOM
     except Exception:

@@ -15,6 +15,8 @@ Oblique orientations keep their direction matrix.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -73,11 +75,30 @@ def _floats(value, n: int, what: str, source: str) -> np.ndarray:
     return arr
 
 
+def _read_pixels(path: str) -> np.ndarray:
+    ds = pydicom.dcmread(path, force=True)  # files without preamble/file meta are accepted by scan_folder too
+    if "TransferSyntaxUID" not in ds.file_meta:  # no file meta: the encoding the dataset was read with
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            pydicom.uid.ImplicitVRLittleEndian
+            if implicit
+            else (pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian)
+        )
+    return ds.pixel_array
+
+
+@functools.lru_cache(maxsize=1)
+def _all_frames(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    """Every frame of a multi-frame file, decoded once for all its planes (keyed by mtime and size: never stale)."""
+    return _read_pixels(path)
+
+
 def _pixels_of(path: str, frame: int | None = None) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        ds = pydicom.dcmread(path)
-        arr = ds.pixel_array
-        return arr if frame is None else arr[frame]
+        if frame is None:
+            return _read_pixels(path)
+        stat = os.stat(path)
+        return _all_frames(path, stat.st_mtime_ns, stat.st_size)[frame]
 
     return load
 
@@ -299,9 +320,9 @@ def stack_planes(
         dx, dy, _ = plan.grid.spacing
         for k in range(1, len(plan.planes)):
             delta = plan.inplane_offsets[k] - plan.inplane_offsets[0]
-            data[k] = ndimage.shift(
-                data[k], (-(delta @ d[:, 1]) / dy, -(delta @ d[:, 0]) / dx), order=1, mode="nearest"
-            )
+            # slice k's rows start `delta` further along: grid row r lies at its row r - delta/dy (output[r] =
+            # input[r - shift] in ndimage), so the shift is +delta, not -delta
+            data[k] = ndimage.shift(data[k], ((delta @ d[:, 1]) / dy, (delta @ d[:, 0]) / dx), order=1, mode="nearest")
     if plan.resample_to is not None:
         s = plan.positions_along_normal
         idx = np.interp(plan.resample_to, s, np.arange(len(s)))

@@ -16,10 +16,10 @@ inverse), identity (fake PHI, dates, times), dicom_writer and series (IOD module
 (ROI plan, contours, RTSTRUCT, truth masks), model (all random draws of a patient), volumes (CT, SUV, MR and
 displacement arrays), cohort (patient_ids, generate_patient, truth sidecars).
 
-Only clean patients are generated. The "messy" variants of reference/dicom.md section 7 (scouts, shuffled
-names, several RTSTRUCTs, PET traps, odd MR, geometry traps, encodings) are meant to become independent
-options of build_model, recorded in PatientModel and applied by the writers after the clean data are made, so
-that a variant never changes the random draws of the clean patient.
+generate_patient makes clean patients only. The "messy" variants of reference/dicom.md section 7 (scouts,
+shuffled names, several RTSTRUCTs, PET traps, odd MR, geometry traps, encodings) live in
+:mod:`hnseg.synthetic.messy` (`make_messy_patient`, `MESSY_VARIANTS`, `OUTCOMES`): independent flags applied to the
+files after the clean patient is written, so that a variant never changes the random draws of the clean patient.
 """
 
 from hnseg.synthetic.cohort import generate_patient, patient_ids
