@@ -19,6 +19,7 @@ include: "workflow/rules/split.smk"
 include: "workflow/rules/import.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/fusion.smk"
+include: "workflow/rules/litemedsam.smk"
 
 
 rule all:

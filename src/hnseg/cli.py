@@ -67,6 +67,58 @@ def _cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from hnseg.fusion import window_ct
+    from hnseg.gpu import job_device
+    from hnseg.sam.infer import segment_slice
+    from hnseg.sam.model import load_litemedsam
+
+    path = Path(args.image)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    nifti = path.name.endswith((".nii", ".nii.gz"))
+    if nifti:
+        import SimpleITK as sitk
+
+        if args.slice is None:
+            raise InputError("a NIfTI input needs --slice (the axial slice index, z)")
+        reference = sitk.ReadImage(str(path))
+        volume = sitk.GetArrayFromImage(reference)
+        if not 0 <= args.slice < volume.shape[0]:
+            raise InputError(f"--slice {args.slice} is outside 0..{volume.shape[0] - 1} of {path}")
+        image = window_ct(volume[args.slice], args.window[0], args.window[1])
+    elif path.suffix == ".npy":
+        image = np.load(path)
+    else:
+        from PIL import Image
+
+        image = np.asarray(Image.open(path).convert("RGB"))
+    if image.dtype != np.uint8:
+        raise InputError(f"{path}: expected an 8-bit image (uint8), got {image.dtype}; window it first")
+    torch.set_num_threads(args.threads)
+    with job_device(args.device) as device:
+        model = load_litemedsam(args.checkpoint, device=device)
+        mask = segment_slice(model, image, [tuple(args.box)])[0]
+    out = Path(args.out)
+    if nifti and out.name.endswith((".nii", ".nii.gz")):
+        labels = np.zeros(volume.shape, dtype=np.uint8)
+        labels[args.slice] = mask
+        result = sitk.GetImageFromArray(labels)
+        result.CopyInformation(reference)
+        sitk.WriteImage(result, str(out), useCompression=True)
+    elif out.suffix == ".npy":
+        np.save(out, mask)
+    else:
+        from PIL import Image
+
+        Image.fromarray((mask * 255).astype(np.uint8)).save(out)
+    print(f"{int(mask.sum())} pixels in the mask -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hnseg", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +141,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing frozen split")
     p.add_argument("--out", metavar="TSV", help="write the split here without freezing it")
     p.set_defaults(func=_cmd_split)
+
+    p = sub.add_parser("predict", help="LiteMedSAM on one slice with one box")
+    p.add_argument("image", help="an 8-bit PNG or NPY slice, or a CT NIfTI (HU) with --slice")
+    p.add_argument(
+        "--box", type=int, nargs=4, required=True, metavar=("X0", "Y0", "X1", "Y1"), help="inclusive pixel box"
+    )
+    p.add_argument("--slice", type=int, help="axial slice index (z) of a NIfTI input")
+    p.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        default=(40.0, 400.0),
+        metavar=("LEVEL", "WIDTH"),
+        help="CT window for NIfTI input",
+    )
+    p.add_argument("--checkpoint", help="a fine-tuned checkpoint (default: the official LiteMedSAM weights)")
+    p.add_argument("--out", required=True, help="mask: .png, .npy, or .nii.gz (NIfTI input: the mask on its grid)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

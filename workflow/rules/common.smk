@@ -21,6 +21,7 @@ TRAIN, VAL, TEST = (SPLIT.patients(s) for s in ("train", "val", "test"))
 wildcard_constraints:
     patient="|".join(PATIENTS),
     fusion="|".join(config["fusion"]["kinds"]),
+    variant="zeroshot|finetuned",
 
 
 def patients_sheet():
@@ -73,6 +74,24 @@ def fused_slices(fusions, patients=None):
     return expand("results/slices/{fusion}/{patient}.{ext}", fusion=fusions, patient=patients or PATIENTS, ext=["npz", "png"])
 
 
+def litemedsam_predict_inputs(wildcards):
+    """Test shards, prompts and reference grids; the fine-tuned checkpoint for the finetuned variant."""
+    inputs = {
+        "shards": expand("results/slices/{fusion}/{patient}.npz", fusion=wildcards.fusion, patient=TEST),
+        "prompts": expand("results/prompts/{patient}.json", patient=TEST),
+        "references": expand("results/imported/{patient}/labels.nii.gz", patient=TEST),
+    }
+    if wildcards.variant == "finetuned":
+        inputs["checkpoint"] = f"results/models/litemedsam/{wildcards.fusion}/best.pth"
+    return inputs
+
+
+def litemedsam_predictions(fusions):
+    return expand(
+        "results/predictions/litemedsam_{variant}_{fusion}/timings.json", variant=["zeroshot", "finetuned"], fusion=fusions
+    )
+
+
 def final_outputs():
     """What `rule all` builds; grows as stages land."""
     return [
@@ -81,4 +100,5 @@ def final_outputs():
         *imported(["ct", "labels", "pet", "t1", "t2"]),
         *expand("results/prompts/{patient}.json", patient=PATIENTS),
         *fused_slices(["ct"]),
+        *litemedsam_predictions(["ct"]),
     ]
