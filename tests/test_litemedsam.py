@@ -260,3 +260,17 @@ def test_predict_command_on_a_png_and_on_a_nifti(tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and "--slice" in bad.stderr
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_gives_the_same_gradients(model):
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for checkpointing in (False, True):
+        encoder = LiteMedSAM().image_encoder
+        encoder.load_state_dict(model.image_encoder.state_dict())
+        encoder.train()
+        encoder.gradient_checkpointing = checkpointing
+        encoder(x).square().mean().backward()
+        grads.append(encoder.patch_embed.seq[0].c.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
@@ -230,6 +231,9 @@ class TinyViT(nn.Module):
                 )
             )
         self.grid = resolutions[3]
+        # recompute each layer's activations in the backward pass instead of keeping them: batch-8 training
+        # at 256x256 keeps ~19 GB of stage-0 activations otherwise (benchmarks/litemedsam.py)
+        self.gradient_checkpointing = False
         self.neck = nn.Sequential(
             nn.Conv2d(embed_dims[3], 256, 1, bias=False),
             LayerNorm2d(256),
@@ -240,7 +244,10 @@ class TinyViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
         for layer in self.layers:
-            x = layer(x)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
         x = x.view(x.shape[0], self.grid, self.grid, -1).permute(0, 3, 1, 2)
         return self.neck(x)
 

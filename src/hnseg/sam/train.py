@@ -48,6 +48,7 @@ class FinetuneConfig:
     max_steps_per_epoch: int | None = None
     max_val_samples: int | None = None
     train_encoder: bool = True
+    gradient_checkpointing: bool = False
     seed: int = 2024
 
     @classmethod
@@ -140,6 +141,7 @@ class Trainer:
         params = [
             p for name, p in model.named_parameters() if cfg.train_encoder or not name.startswith("image_encoder.")
         ]
+        model.image_encoder.gradient_checkpointing = cfg.gradient_checkpointing and cfg.train_encoder
         if not cfg.train_encoder:
             for p in model.image_encoder.parameters():
                 p.requires_grad_(False)
