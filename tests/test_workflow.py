@@ -82,10 +82,10 @@ def small_demo(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
     small = workdir / "small.yaml"
     small.write_text("synthetic:\n  n_patients: 2\n")
-    # Everything up to the fused slices: LiteMedSAM and later stages have their own tests, and on two CPU cores
+    # Everything up to the fused slices of both fusions (so registration too): LiteMedSAM and later stages have their own tests, and on two CPU cores
     # they would take most of the CI budget here. Targets go before --configfile, which takes several values.
     targets = ["results/split.tsv", "resources/synthetic/patients.tsv"]
-    targets += [f"results/slices/ct/{p}.png" for p in ("SYN001", "SYN002")]
+    targets += [f"results/slices/{f}/{p}.png" for f in ("ct", "multimodal") for p in ("SYN001", "SYN002")]
     targets += [f"results/imported/{p}/{m}.nii.gz" for p in ("SYN001", "SYN002") for m in ("pet", "t1", "t2")]
     configs = [*targets, "--configfile", str(PAPER), str(DEMO), str(small)]
     snakemake(workdir, *configs)
@@ -164,3 +164,23 @@ def test_changing_the_prompt_margin_reruns_only_prompts_and_what_follows(small_d
     jobs = rerun_plan(small_demo, tmp_path, "prompts:\n  margin_mm: [0.0, 10.0]\n")
     assert set(jobs) == {"make_prompts", "preview_slices"}
     assert jobs["make_prompts"] == 2
+
+
+def test_changing_a_registration_number_reruns_only_registration_and_what_follows(small_demo, tmp_path):
+    jobs = rerun_plan(small_demo, tmp_path, "registration:\n  syn:\n    gradient_step: 0.25\n")
+    assert set(jobs) == {"register_mri", "fuse_slices", "preview_slices"}
+    assert jobs["register_mri"] == 2 and jobs["fuse_slices"] == 2  # the multimodal shards only
+
+
+def test_demo_registers_every_patient_with_qc(small_demo):
+    import json
+
+    workdir, _ = small_demo
+    for p in ("SYN001", "SYN002"):
+        qc = json.loads((workdir / "results" / "registered" / p / "qc.json").read_text())
+        assert qc["status"] == "ok" and not qc["flags"]
+        for mr in ("t1", "t2"):
+            tre = qc["mr"][mr]["truth"]["tre"]
+            assert tre["syn"]["mean_mm"] < tre["rigid"]["mean_mm"] < tre["before"]["mean_mm"]
+            assert tre["syn"]["mean_mm"] < 2.0
+        assert (workdir / "results" / "slices" / "multimodal" / f"{p}.npz").is_file()

@@ -55,6 +55,39 @@ def imported(kind, patients=None):
     return expand("results/imported/{patient}/{kind}.nii.gz", patient=patients or PATIENTS, kind=kind)
 
 
+def registration_options():
+    return dict(config["registration"])
+
+
+def registration_threads():
+    """One ITK thread in deterministic mode (parallelism comes from running patients side by side)."""
+    reg = config["registration"]
+    return 1 if reg["deterministic"] else reg["threads"]
+
+
+def registration_inputs(wildcards):
+    """The imported CT, labels and MR; on the synthetic cohort also the truth, for TRE and Dice in qc.json."""
+    imported = f"results/imported/{wildcards.patient}"
+    inputs = {
+        "ct": f"{imported}/ct.nii.gz",
+        "labels": f"{imported}/labels.nii.gz",
+        "t1": f"{imported}/t1.nii.gz",
+        "t2": f"{imported}/t2.nii.gz",
+    }
+    if config["synthetic"]["enabled"]:
+        inputs["truth"] = f"resources/synthetic/truth/{wildcards.patient}"
+    return inputs
+
+
+def registered(kinds, patients=None):
+    """Registration outputs (ct, labels, pet, t1, t2, qc) for the given patients (default: all)."""
+    files = {"ct": "ct.nii.gz", "labels": "labels.nii.gz", "pet": "pet.nii.gz", "t1": "t1.nii.gz", "t2": "t2.nii.gz"}
+    files["qc"] = "qc.json"
+    return expand(
+        "results/registered/{patient}/{file}", patient=patients or PATIENTS, file=[files[k] for k in kinds]
+    )
+
+
 def fusion_inputs(wildcards):
     """Volumes a fusion needs, all on the CT grid: the imported CT alone, or the registered CT, PET, T1w, T2w."""
     labels = f"results/imported/{wildcards.patient}/labels.nii.gz"
@@ -99,6 +132,7 @@ def final_outputs():
         "results/split.tsv",
         *imported(["ct", "labels", "pet", "t1", "t2"]),
         *expand("results/prompts/{patient}.json", patient=PATIENTS),
-        *fused_slices(["ct"]),
-        *litemedsam_predictions(["ct"]),
+        *registered(["ct", "labels", "pet", "t1", "t2", "qc"]),
+        *fused_slices(config["fusion"]["kinds"]),
+        *litemedsam_predictions(config["fusion"]["kinds"]),
     ]
