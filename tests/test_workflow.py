@@ -1,5 +1,6 @@
 """The Snakemake workflow, run for real in a temporary working directory."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -82,9 +83,10 @@ def small_demo(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
     small = workdir / "small.yaml"
     small.write_text("synthetic:\n  n_patients: 2\n")
-    # Everything up to the fused slices of both fusions (so registration too): LiteMedSAM and later stages have their own tests, and on two CPU cores
-    # they would take most of the CI budget here. Targets go before --configfile, which takes several values.
-    targets = ["results/split.tsv", "resources/synthetic/patients.tsv"]
+    # The fused slices of both fusions (so registration too), and the zero-shot CT method predicted and scored on the
+    # test patient (SYN001; SYN002 is train). Fine-tuning has its own tests: on two CPU cores it would take most of
+    # the CI budget here. Targets go before --configfile, which takes several values.
+    targets = ["results/split.tsv", "resources/synthetic/patients.tsv", "results/metrics/litemedsam_zeroshot_ct.csv"]
     targets += [f"results/slices/{f}/{p}.png" for f in ("ct", "multimodal") for p in ("SYN001", "SYN002")]
     targets += [f"results/imported/{p}/{m}.nii.gz" for p in ("SYN001", "SYN002") for m in ("pet", "t1", "t2")]
     configs = [*targets, "--configfile", str(PAPER), str(DEMO), str(small)]
@@ -105,12 +107,12 @@ def test_demo_runs_end_to_end(small_demo):
     assert "Nothing to be done" in snakemake(workdir, "-n", *configs).stdout
 
 
-def test_changing_the_split_seed_reruns_only_the_split(small_demo, tmp_path):
+def test_changing_the_split_seed_reruns_the_split_and_the_scoring_only(small_demo, tmp_path):
     workdir, configs = small_demo
     reseed = tmp_path / "reseed.yaml"
-    reseed.write_text("split:\n  seed: 7\n")
+    reseed.write_text("split:\n  seed: 7\n")  # SYN002 becomes the test patient: predicted and scored anew
     jobs = planned_jobs(snakemake(workdir, "-n", *configs, str(reseed)).stdout)
-    assert jobs == {"split_cohort": 1}
+    assert jobs == {"split_cohort": 1, "predict_litemedsam": 1, "evaluate": 1}
 
 
 def test_demo_imports_every_patient(small_demo):
@@ -156,13 +158,14 @@ def rerun_plan(small_demo, tmp_path, override: str) -> dict[str, int]:
 
 def test_changing_the_ct_window_reruns_only_fusion_and_what_follows(small_demo, tmp_path):
     jobs = rerun_plan(small_demo, tmp_path, "fusion:\n  ct_window:\n    level: 50\n    width: 400\n")
-    assert set(jobs) == {"fuse_slices", "preview_slices"}
+    assert set(jobs) == {"fuse_slices", "preview_slices", "predict_litemedsam", "evaluate"}
     assert jobs["fuse_slices"] == jobs["preview_slices"]  # one per patient and fusion
+    assert jobs["predict_litemedsam"] == jobs["evaluate"] == 1
 
 
 def test_changing_the_prompt_margin_reruns_only_prompts_and_what_follows(small_demo, tmp_path):
     jobs = rerun_plan(small_demo, tmp_path, "prompts:\n  margin_mm: [0.0, 10.0]\n")
-    assert set(jobs) == {"make_prompts", "preview_slices"}
+    assert set(jobs) == {"make_prompts", "preview_slices", "predict_litemedsam", "evaluate"}
     assert jobs["make_prompts"] == 2
 
 
@@ -172,8 +175,28 @@ def test_changing_a_registration_number_reruns_only_registration_and_what_follow
     assert jobs["register_mri"] == 2 and jobs["fuse_slices"] == 2  # the multimodal shards only
 
 
+def test_changing_the_nsd_tolerance_rescores_without_predicting_again(small_demo, tmp_path):
+    jobs = rerun_plan(small_demo, tmp_path, "evaluate:\n  nsd_tolerance_mm: 3.0\n")
+    assert jobs == {"evaluate": 1}
+
+
+def test_demo_predicts_and_scores_the_test_patient(small_demo):
+    from hnseg.metrics import read_scores
+
+    workdir, _ = small_demo
+    rows = read_scores(workdir / "results" / "metrics" / "litemedsam_zeroshot_ct.csv")
+    assert [(r["patient"], r["subset"], r["target"]) for r in rows] == [
+        ("SYN001", "test", "GTV-T"),
+        ("SYN001", "test", "GTV-N"),
+    ]
+    tumour = rows[0]
+    # the official checkpoint, prompted by boxes around a synthetic tumour, finds most of it in 3D
+    assert tumour["status"] == "ok" and 0.4 < tumour["dsc"] <= 1.0 and 0 < tumour["hd95_mm"] < 30
+    timings = json.loads((workdir / "results" / "predictions" / "litemedsam_zeroshot_ct" / "timings.json").read_text())
+    assert timings["variant"] == "zeroshot" and timings["fusion"] == "ct"
+
+
 def test_demo_registers_every_patient_with_qc(small_demo):
-    import json
 
     workdir, _ = small_demo
     for p in ("SYN001", "SYN002"):

@@ -1,11 +1,14 @@
 # Parse-time state of the workflow: validated config, the cohort, its split, and input functions named by intent.
 # The logic lives in hnseg (hnseg.config, hnseg.workflow, hnseg.split); this file only wires it in.
 
+import os
+
 import hnseg.config
 import hnseg.workflow
 from hnseg.provenance import code_hash
 
 hnseg.config.validate_config(config)
+hnseg.workflow.tune_job_environment(os.environ)  # inherited by every job: see hnseg.workflow.MALLOC_TUNING
 
 PATIENT_ROWS = {row["patient"]: row for row in hnseg.workflow.cohort_patients(config)}
 PATIENTS = sorted(PATIENT_ROWS)
@@ -16,12 +19,18 @@ SPLIT = hnseg.workflow.split_from_config(
     {p: r[_stratify_by] for p, r in PATIENT_ROWS.items()} if _stratify_by else None,
 )
 TRAIN, VAL, TEST = (SPLIT.patients(s) for s in ("train", "val", "test"))
+# Patients every method predicts and is scored on (evaluate.subsets: the test subset, and by default val too).
+EVALUATED = [p for subset in config["evaluate"]["subsets"] for p in SPLIT.patients(subset)]
+LITEMEDSAM_METHODS = [
+    f"litemedsam_{variant}_{fusion}" for fusion in config["fusion"]["kinds"] for variant in ("zeroshot", "finetuned")
+]
 
 
 wildcard_constraints:
     patient="|".join(PATIENTS),
     fusion="|".join(config["fusion"]["kinds"]),
     variant="zeroshot|finetuned",
+    method="|".join(LITEMEDSAM_METHODS),
 
 
 def patients_sheet():
@@ -108,11 +117,11 @@ def fused_slices(fusions, patients=None):
 
 
 def litemedsam_predict_inputs(wildcards):
-    """Test shards, prompts and reference grids; the fine-tuned checkpoint for the finetuned variant."""
+    """Shards, prompts and reference grids of the evaluated patients; the fine-tuned checkpoint if finetuned."""
     inputs = {
-        "shards": expand("results/slices/{fusion}/{patient}.npz", fusion=wildcards.fusion, patient=TEST),
-        "prompts": expand("results/prompts/{patient}.json", patient=TEST),
-        "references": expand("results/imported/{patient}/labels.nii.gz", patient=TEST),
+        "shards": expand("results/slices/{fusion}/{patient}.npz", fusion=wildcards.fusion, patient=EVALUATED),
+        "prompts": expand("results/prompts/{patient}.json", patient=EVALUATED),
+        "references": expand("results/imported/{patient}/labels.nii.gz", patient=EVALUATED),
     }
     if wildcards.variant == "finetuned":
         inputs["checkpoint"] = f"results/models/litemedsam/{wildcards.fusion}/best.pth"
@@ -125,6 +134,23 @@ def litemedsam_predictions(fusions):
     )
 
 
+def evaluate_inputs(wildcards):
+    """A method's predictions of the evaluated patients and their reference labels on the CT grid."""
+    return {
+        "predictions": expand("results/predictions/{method}/{patient}.nii.gz", method=wildcards.method, patient=EVALUATED),
+        "references": expand("results/imported/{patient}/labels.nii.gz", patient=EVALUATED),
+    }
+
+
+def evaluated_subsets():
+    """Subset of each evaluated patient, in the order of EVALUATED."""
+    return [SPLIT.subset[p] for p in EVALUATED]
+
+
+def method_metrics(methods):
+    return expand("results/metrics/{method}.csv", method=methods)
+
+
 def final_outputs():
     """What `rule all` builds; grows as stages land."""
     return [
@@ -135,4 +161,6 @@ def final_outputs():
         *registered(["ct", "labels", "pet", "t1", "t2", "qc"]),
         *fused_slices(config["fusion"]["kinds"]),
         *litemedsam_predictions(config["fusion"]["kinds"]),
+        *method_metrics(LITEMEDSAM_METHODS),
+        "results/metrics/summary.csv",
     ]

@@ -1,5 +1,6 @@
-# LiteMedSAM: fine-tuning per fusion (train shards, selection on val shards) and prediction of the test patients,
-# zero-shot with the official checkpoint and with the fine-tuned one, from the shared box prompts.
+# LiteMedSAM: fine-tuning per fusion (train shards, selection on val shards) and prediction of the evaluated
+# patients (evaluate.subsets: test, and val by default), zero-shot with the official checkpoint and with the
+# fine-tuned one, from the shared box prompts.
 
 
 rule finetune_litemedsam:
@@ -29,10 +30,10 @@ rule predict_litemedsam:
     input:
         unpack(litemedsam_predict_inputs),
     output:
-        predictions=expand("results/predictions/litemedsam_{{variant}}_{{fusion}}/{patient}.nii.gz", patient=TEST),
+        predictions=expand("results/predictions/litemedsam_{{variant}}_{{fusion}}/{patient}.nii.gz", patient=EVALUATED),
         timings="results/predictions/litemedsam_{variant}_{fusion}/timings.json",
     params:
-        patients=TEST,
+        patients=EVALUATED,
         threshold=config["litemedsam"]["threshold"],
         device=config["litemedsam"]["device"],
         code=code_hash("hnseg.sam", "hnseg.fusion", "hnseg.prompts"),

@@ -1,4 +1,4 @@
-"""Adapter for rule predict_litemedsam: label volumes of the test patients and the timings."""
+"""Adapter for rule predict_litemedsam: label volumes of the evaluated patients and the timings."""
 
 import json
 
