@@ -9,6 +9,9 @@
    (DESIGN.md section 9: at least 3x lower per box at k = 4).
 3. Fine-tuning seconds per step at batch 8 with the encoder trained (the paper's setting) and with it frozen, and
    the peak resident memory of the process.
+
+Workflow jobs run with hnseg.memory.MALLOC_TUNING in their environment; to measure as they run:
+    env MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=17179869184 python benchmarks/litemedsam.py
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hnseg.memory import MALLOC_TUNING
 from hnseg.sam import weights
 from hnseg.sam.model import load_litemedsam
 from hnseg.sam.train import FinetuneConfig, Trainer
@@ -97,8 +101,10 @@ def main() -> None:
         [[x, y, x + w, y + h] for x, y, w, h in rng.integers(20, 120, size=(8, 4))], dtype=torch.float32
     )
 
+    tuned = all(os.environ.get(k) == v for k, v in MALLOC_TUNING.items())
     print(
-        f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads, best of {args.repeat}"
+        f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads, best of {args.repeat}, "
+        f"malloc {'tuned as in workflow jobs' if tuned else 'glibc defaults'}"
     )
     with torch.inference_mode():
         if args.skip_inference:

@@ -274,3 +274,43 @@ def test_gradient_checkpointing_gives_the_same_gradients(model):
         encoder(x).square().mean().backward()
         grads.append(encoder.patch_embed.seq[0].c.weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+
+
+ENCODER_PAGE_FAULTS = """
+import resource, torch
+from hnseg.sam.model import load_litemedsam
+torch.set_num_threads(1)
+model, image = load_litemedsam(), torch.rand(1, 3, 256, 256)
+with torch.inference_mode():
+    model.image_encoder(image)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    model.image_encoder(image)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_job_environment_stops_the_encoder_page_faulting():
+    """Jobs inherit hnseg.memory.MALLOC_TUNING; without it each encoder call faults its large buffers back in."""
+    import os
+    import subprocess
+
+    from hnseg.memory import MALLOC_TUNING, tune_job_environment
+
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    tuned = dict(plain)
+    tune_job_environment(tuned)
+    assert all(tuned[k] == v for k, v in MALLOC_TUNING.items())
+    kept = {"MALLOC_TRIM_THRESHOLD_": "123"}
+    tune_job_environment(kept)
+    assert kept["MALLOC_TRIM_THRESHOLD_"] == "123"  # a user's own setting wins
+
+    def faults(env):
+        run = subprocess.run(
+            [sys.executable, "-c", ENCODER_PAGE_FAULTS], check=False, env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        return int(run.stdout.split()[-1])
+
+    untuned_faults, tuned_faults = faults(plain), faults(tuned)
+    assert untuned_faults > 100_000  # about 1.5 GB of 4 KB pages per call
+    assert tuned_faults < untuned_faults / 10

@@ -14,19 +14,6 @@ from hnseg.split import Split, make_split, read_split_tsv
 
 SYNTHETIC_ROOT = Path("resources/synthetic")
 
-MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(16 << 30)}
-"""glibc malloc settings for the job processes. By default glibc serves every buffer above 32 MB (PyTorch's im2col
-buffers of the TinyViT convolutions among them) with a fresh mmap and unmaps it when freed, so every encoder call
-page-faults about 1.5 GB back in: on two CPU cores that was 0.75-0.9 s of system time per slice, beside 1.3-1.5 s
-of computation (benchmarks/RESULTS.md). Served from the heap and kept there, the same calls page-fault almost never.
-Read by glibc when a process starts, so they are set in the workflow's environment, which every job inherits."""
-
-
-def tune_job_environment(environ: dict[str, str]) -> None:
-    """Put :data:`MALLOC_TUNING` into ``environ`` (os.environ of the Snakemake process), keeping a user's values."""
-    for name, value in MALLOC_TUNING.items():
-        environ.setdefault(name, value)
-
 
 def synthetic_dicom_dir(patient: str) -> str:
     return str(SYNTHETIC_ROOT / "dicom" / patient)

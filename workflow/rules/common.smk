@@ -4,11 +4,12 @@
 import os
 
 import hnseg.config
+import hnseg.memory
 import hnseg.workflow
 from hnseg.provenance import code_hash
 
 hnseg.config.validate_config(config)
-hnseg.workflow.tune_job_environment(os.environ)  # inherited by every job: see hnseg.workflow.MALLOC_TUNING
+hnseg.memory.tune_job_environment(os.environ)  # inherited by every job: see hnseg.memory
 
 PATIENT_ROWS = {row["patient"]: row for row in hnseg.workflow.cohort_patients(config)}
 PATIENTS = sorted(PATIENT_ROWS)

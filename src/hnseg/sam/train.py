@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from hnseg.fusion import FrameGeometry, read_shard
+from hnseg.memory import return_freed_memory
 from hnseg.prompts import tight_box
 from hnseg.sam.infer import autocast_for, frame_tensor
 from hnseg.sam.model import LiteMedSAM, load_litemedsam
@@ -142,6 +143,8 @@ class Trainer:
             p for name, p in model.named_parameters() if cfg.train_encoder or not name.startswith("image_encoder.")
         ]
         model.image_encoder.gradient_checkpointing = cfg.gradient_checkpointing and cfg.train_encoder
+        if cfg.train_encoder and device.type == "cpu":
+            return_freed_memory()  # training activations would fragment a heap that keeps freed memory
         if not cfg.train_encoder:
             for p in model.image_encoder.parameters():
                 p.requires_grad_(False)
