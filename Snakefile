@@ -21,6 +21,7 @@ include: "workflow/rules/registration.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/fusion.smk"
 include: "workflow/rules/litemedsam.smk"
+include: "workflow/rules/nnunet.smk"
 include: "workflow/rules/evaluate.smk"
 
 

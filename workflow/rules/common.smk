@@ -25,13 +25,15 @@ EVALUATED = [p for subset in config["evaluate"]["subsets"] for p in SPLIT.patien
 LITEMEDSAM_METHODS = [
     f"litemedsam_{variant}_{fusion}" for fusion in config["fusion"]["kinds"] for variant in ("zeroshot", "finetuned")
 ]
+NNUNET_METHODS = ["nnunet_nobox", "nnunet_box", "nnunet_nobox_boxmasked"]
+METHODS = LITEMEDSAM_METHODS + NNUNET_METHODS
 
 
 wildcard_constraints:
     patient="|".join(PATIENTS),
     fusion="|".join(config["fusion"]["kinds"]),
     variant="zeroshot|finetuned",
-    method="|".join(LITEMEDSAM_METHODS),
+    method="|".join(METHODS),
 
 
 def patients_sheet():
@@ -162,6 +164,8 @@ def final_outputs():
         *registered(["ct", "labels", "pet", "t1", "t2", "qc"]),
         *fused_slices(config["fusion"]["kinds"]),
         *litemedsam_predictions(config["fusion"]["kinds"]),
-        *method_metrics(LITEMEDSAM_METHODS),
+        *expand("results/predictions/nnunet_{variant}/timings.json", variant=["nobox", "box"]),
+        "results/predictions/nnunet_nobox_boxmasked/boxmask.json",
+        *method_metrics(METHODS),
         "results/metrics/summary.csv",
     ]

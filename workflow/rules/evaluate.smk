@@ -19,7 +19,7 @@ rule evaluate:
 
 rule summarize_metrics:
     input:
-        method_metrics(LITEMEDSAM_METHODS),
+        method_metrics(METHODS),
     output:
         "results/metrics/summary.csv",
     params:
