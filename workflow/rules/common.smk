@@ -6,7 +6,7 @@ import os
 import hnseg.config
 import hnseg.memory
 import hnseg.workflow
-from hnseg.provenance import code_hash
+from hnseg.provenance import import_closure_hash
 
 hnseg.config.validate_config(config)
 hnseg.memory.tune_job_environment(os.environ)  # inherited by every job: see hnseg.memory
@@ -34,6 +34,13 @@ wildcard_constraints:
     fusion="|".join(config["fusion"]["kinds"]),
     variant="zeroshot|finetuned",
     method="|".join(METHODS),
+
+
+def script_code(script):
+    """Code trigger of a rule: a digest of its script and every hnseg module the script imports, transitively.
+
+    Put in a rule's params, it reruns the rule when that code changes, and only then (hnseg.provenance)."""
+    return import_closure_hash(os.path.join(workflow.basedir, "workflow", "scripts", script))
 
 
 def patients_sheet():

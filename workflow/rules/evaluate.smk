@@ -10,7 +10,7 @@ rule evaluate:
         patients=EVALUATED,
         subsets=evaluated_subsets(),
         nsd_tolerance_mm=config["evaluate"]["nsd_tolerance_mm"],
-        code=code_hash("hnseg.metrics"),
+        code=script_code("evaluate.py"),
     log:
         "logs/evaluate/{method}.log",
     script:
@@ -23,7 +23,7 @@ rule summarize_metrics:
     output:
         "results/metrics/summary.csv",
     params:
-        code=code_hash("hnseg.metrics"),
+        code=script_code("summarize_metrics.py"),
     log:
         "logs/summarize_metrics.log",
     script:

@@ -13,7 +13,7 @@ rule fuse_slices:
         mri_percentiles=config["fusion"]["mri_percentiles"],
         model_size=config["fusion"]["model_size"],
         connectivity=config["prompts"]["node_connectivity"],
-        code=code_hash("hnseg.fusion", "hnseg.prompts"),
+        code=script_code("fuse_slices.py"),
     log:
         "logs/fuse_slices/{fusion}/{patient}.log",
     benchmark:
@@ -30,7 +30,7 @@ rule preview_slices:
         "results/slices/{fusion}/{patient}.png",
     params:
         n_slices=4,
-        code=code_hash("hnseg.fusion"),
+        code=script_code("preview_slices.py"),
     log:
         "logs/preview_slices/{fusion}/{patient}.log",
     script:

@@ -11,7 +11,7 @@ rule import_ct:
         record="results/imported/{patient}/import.json",
     params:
         options=import_options(),
-        code=code_hash("hnseg.dicom"),
+        code=script_code("import_ct.py"),
     log:
         "logs/import_ct/{patient}.log",
     benchmark:
@@ -29,7 +29,7 @@ rule import_pet:
     params:
         options=import_options(),
         weight_kg=patient_weight_kg,
-        code=code_hash("hnseg.dicom"),
+        code=script_code("import_pet.py"),
     log:
         "logs/import_pet/{patient}.log",
     benchmark:
@@ -47,7 +47,7 @@ rule import_mri:
         record="results/imported/{patient}/mri.json",
     params:
         options=import_options(),
-        code=code_hash("hnseg.dicom"),
+        code=script_code("import_mri.py"),
     log:
         "logs/import_mri/{patient}.log",
     benchmark:

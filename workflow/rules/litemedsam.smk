@@ -14,7 +14,7 @@ rule finetune_litemedsam:
         finetune=config["litemedsam"]["finetune"],
         margin_mm=config["prompts"]["margin_mm"],
         device=config["litemedsam"]["device"],
-        code=code_hash("hnseg.sam", "hnseg.fusion"),
+        code=script_code("finetune_litemedsam.py"),
     resources:
         gpu=1,
     threads: workflow.cores
@@ -36,7 +36,7 @@ rule predict_litemedsam:
         patients=EVALUATED,
         threshold=config["litemedsam"]["threshold"],
         device=config["litemedsam"]["device"],
-        code=code_hash("hnseg.sam", "hnseg.fusion", "hnseg.prompts"),
+        code=script_code("predict_litemedsam.py"),
     resources:
         gpu=1,
     threads: workflow.cores

@@ -33,7 +33,7 @@ rule nnunet_dataset:
         patients=TRAIN + VAL,
         train=TRAIN,
         val=VAL,
-        code=code_hash("hnseg.nnunet", "hnseg.prompts"),
+        code=script_code("nnunet_dataset.py"),
     threads: 2
     log:
         "logs/nnunet_dataset/{nnunet_dataset}.log",
@@ -56,7 +56,7 @@ rule nnunet_test_images:
         temp(directory("results/nnunet/imagesTs/{nnunet_dataset}")),
     params:
         patients=EVALUATED,
-        code=code_hash("hnseg.nnunet", "hnseg.prompts"),
+        code=script_code("nnunet_test_images.py"),
     threads: 2
     log:
         "logs/nnunet_test_images/{nnunet_dataset}.log",
@@ -73,7 +73,7 @@ rule nnunet_plan:
         dataset_id=lambda wc: hnseg.nnunet.parse_dataset_name(wc.nnunet_dataset)[1],
         configuration=config["nnunet"]["configuration"],
         foreground_samples=config["nnunet"]["fingerprint_samples"],
-        code=code_hash("hnseg.nnunet"),
+        code=script_code("nnunet_plan.py"),
     threads: workflow.cores
     log:
         "logs/nnunet_plan/{nnunet_dataset}.log",
@@ -99,7 +99,7 @@ rule nnunet_train:
         device=config["nnunet"]["device"],
         seed=config["nnunet"]["seed"],
         final_validation=config["nnunet"]["final_validation"],
-        code=code_hash("hnseg.nnunet"),
+        code=script_code("nnunet_train.py"),
     resources:
         gpu=1,
     threads: workflow.cores
@@ -126,7 +126,7 @@ rule nnunet_predict:
         configuration=config["nnunet"]["configuration"],
         device=config["nnunet"]["device"],
         tta=config["nnunet"]["tta"],
-        code=code_hash("hnseg.nnunet"),
+        code=script_code("nnunet_predict.py"),
     resources:
         gpu=1,
     threads: workflow.cores
@@ -147,7 +147,7 @@ rule nnunet_boxmask:
         summary="results/predictions/nnunet_nobox_boxmasked/boxmask.json",
     params:
         patients=EVALUATED,
-        code=code_hash("hnseg.nnunet", "hnseg.prompts"),
+        code=script_code("nnunet_boxmask.py"),
     log:
         "logs/nnunet_boxmask.log",
     script:

@@ -11,7 +11,7 @@ rule make_prompts:
         margin_mm=config["prompts"]["margin_mm"],
         seed=config["prompts"]["seed"],
         connectivity=config["prompts"]["node_connectivity"],
-        code=code_hash("hnseg.prompts"),
+        code=script_code("make_prompts.py"),
     log:
         "logs/make_prompts/{patient}.log",
     script:

@@ -15,7 +15,7 @@ rule resample_pet:
         pet="results/registered/{patient}/pet.nii.gz",
     params:
         body_threshold_hu=config["registration"]["body_threshold_hu"],
-        code=code_hash("hnseg.registration"),
+        code=script_code("register_mri.py"),
     log:
         "logs/resample_pet/{patient}.log",
     benchmark:
@@ -39,7 +39,7 @@ rule register_mri:
         qc_png="results/registered/{patient}/qc.png",
     params:
         options=registration_options(),
-        code=code_hash("hnseg.registration"),
+        code=script_code("register_mri.py"),
     log:
         "logs/register_mri/{patient}.log",
     benchmark:

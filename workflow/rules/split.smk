@@ -13,7 +13,7 @@ rule split_cohort:
         seed=config["split"]["seed"],
         stratify_by=config["split"]["stratify_by"],
         frozen=config["split"]["frozen"],
-        code=code_hash("hnseg.split"),
+        code=script_code("split_cohort.py"),
     log:
         "logs/split_cohort.log",
     localrule: True

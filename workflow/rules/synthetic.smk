@@ -8,7 +8,7 @@ rule synthesize_patient:
     params:
         seed=config["synthetic"]["seed"],
         size=config["synthetic"]["size"],
-        code=code_hash("hnseg.synthetic"),
+        code=script_code("synthesize_patient.py"),
     log:
         "logs/synthesize_patient/{patient}.log",
     benchmark:
