@@ -24,7 +24,7 @@ def test_imports_inside_functions_and_submodule_imports_count(tmp_path):
 
 
 def test_hash_changes_with_a_module_in_the_closure_only(tmp_path, monkeypatch):
-    import hnseg.provenance as provenance
+    from hnseg import provenance
 
     package = tmp_path / "hnseg"
     (package / "a").mkdir(parents=True)
