@@ -3,6 +3,7 @@
 
 import os
 
+import hnseg.cohort
 import hnseg.config
 import hnseg.memory
 import hnseg.workflow
@@ -27,6 +28,8 @@ LITEMEDSAM_METHODS = [
 ]
 NNUNET_METHODS = ["nnunet_nobox", "nnunet_box", "nnunet_nobox_boxmasked"]
 METHODS = LITEMEDSAM_METHODS + NNUNET_METHODS
+# Branches a patient can enter (hnseg.cohort.BRANCH_STAGES says which stages each needs): one per fusion, and nnunet.
+BRANCHES = [*config["fusion"]["kinds"], "nnunet"]
 
 
 wildcard_constraints:
@@ -41,6 +44,61 @@ def script_code(script):
 
     Put in a rule's params, it reruns the rule when that code changes, and only then (hnseg.provenance)."""
     return import_closure_hash(os.path.join(workflow.basedir, "workflow", "scripts", script))
+
+
+# ---- The cohort: which patients enter which branch, read through the checkpoint (workflow/rules/cohort.smk) ----
+
+
+def stage_records(patients=None):
+    """The records of every per-patient stage that can refuse a patient: what the cohort checkpoint reads."""
+    return [
+        path
+        for patient in patients or PATIENTS
+        for path in (
+            f"results/imported/{patient}/import.json",
+            f"results/imported/{patient}/pet.json",
+            f"results/imported/{patient}/mri.json",
+            f"results/registered/{patient}/pet.json",
+            f"results/registered/{patient}/mri.json",
+        )
+    ]
+
+
+_TABLES = {}
+
+
+def _checkpoint_table(name, reader):
+    """A table the cohort checkpoint wrote, read once per version of the file (input functions run per job)."""
+    path = getattr(checkpoints.cohort.get().output, name)
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _TABLES:
+        _TABLES[key] = reader(path)
+    return _TABLES[key]
+
+
+def cohort_members(branch, subsets):
+    """Patients of a branch (a fusion kind, or nnunet) in the given subsets, sorted; known after the checkpoint."""
+    return hnseg.cohort.members(_checkpoint_table("cohort", hnseg.cohort.read_cohort), branch, subsets)
+
+
+def methods_that_run():
+    """Evaluated methods whose branch has the patients they need (results/methods.tsv says why the others do not)."""
+    plans = _checkpoint_table("methods", hnseg.cohort.read_method_plans)
+    return [plan.method for plan in plans if plan.runs]
+
+
+def method_branch(method):
+    return hnseg.cohort.method_branch(method)[0]
+
+
+def evaluated_patients(wildcards):
+    """The patients a method predicts and is scored on: its branch's patients of evaluate.subsets."""
+    return cohort_members(method_branch(wildcards.method), config["evaluate"]["subsets"])
+
+
+def evaluated_subsets(wildcards):
+    """Subset of each of the method's evaluated patients, in the same order."""
+    return [SPLIT.subset[p] for p in evaluated_patients(wildcards)]
 
 
 def patients_sheet():
