@@ -1,11 +1,20 @@
 """The 470:94:97 split: exact counts, determinism, stability, strata and frozen splits."""
 
 import logging
+import random
+from fractions import Fraction
 
 import pytest
 
 from hnseg.errors import InputError
-from hnseg.split import make_split, patient_hash, read_split_tsv, split_counts, subset_by_threshold
+from hnseg.split import (
+    make_split,
+    patient_hash,
+    read_split_tsv,
+    split_counts,
+    stratified_counts,
+    subset_by_threshold,
+)
 
 IDS_661 = [f"HN{i:04d}" for i in range(661)]
 
@@ -68,13 +77,81 @@ def test_removing_a_patient_keeps_frozen_assignments(tmp_path):
     assert all(shrunk.subset[p] == fresh.subset[p] for p in IDS_661[1:])
 
 
-def test_strata_are_split_separately():
-    strata = {p: ("A" if i % 3 else "B") for i, p in enumerate(IDS_661)}
+def check_stratified(sizes: dict[str, int], ratio, counts: dict[str, tuple[int, int, int]]) -> None:
+    """Exact totals, every stratum's counts sum to its size, every cell within one patient of its share."""
+    total = sum(Fraction(str(r)) for r in ratio)
+    assert set(counts) == set(sizes)
+    for stratum, size in sizes.items():
+        assert sum(counts[stratum]) == size, (stratum, size, counts[stratum])
+        for count, r in zip(counts[stratum], ratio, strict=True):
+            share = size * Fraction(str(r)) / total
+            assert share - 1 < count < share + 1, (stratum, size, count, share)
+    totals = tuple(sum(c[j] for c in counts.values()) for j in range(3))
+    assert totals == split_counts(sum(sizes.values()), ratio), (sizes, totals)
+
+
+def test_strata_of_661_give_exactly_470_94_97():
+    # the issue's example: rounding inside each stratum gave 469/95/97
+    sizes = dict(zip("ABCDEF", [42, 224, 165, 67, 26, 137], strict=True))
+    counts = stratified_counts(sizes)
+    check_stratified(sizes, (470, 94, 97), counts)
+    assert tuple(sum(c[j] for c in counts.values()) for j in range(3)) == (470, 94, 97)
+    ids = iter(IDS_661)
+    strata = {next(ids): stratum for stratum, size in sizes.items() for _ in range(size)}
     split = make_split(IDS_661, seed=3, strata=strata)
-    for stratum in ("A", "B"):
+    assert split.counts() == {"train": 470, "val": 94, "test": 97}
+    for stratum, size in sizes.items():
         members = [p for p in IDS_661 if strata[p] == stratum]
-        got = [sum(split.subset[p] == s for p in members) for s in ("train", "val", "test")]
-        assert tuple(got) == split_counts(len(members))
+        assert len(members) == size
+        got = tuple(sum(split.subset[p] == s for p in members) for s in ("train", "val", "test"))
+        assert got == counts[stratum]
+
+
+def random_partition(rng: random.Random, n: int, k: int) -> list[int]:
+    cuts = sorted(rng.sample(range(1, n), k - 1)) if k > 1 else []
+    return [b - a for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
+
+
+def test_stratified_allocation_is_exact_for_random_cohorts():
+    rng = random.Random(2024)
+    ratios = [(470, 94, 97), (470, 94, 97), (0.7, 0.15, 0.15), (1, 0, 1), (3, 1, 1), (2, 2, 3), (5, 0, 0)]
+    missed_by_rounding_each_stratum = 0
+    for case in range(3000):
+        ratio = ratios[case % len(ratios)] if case % 5 else tuple(rng.randint(0, 9) for _ in range(3))
+        if sum(ratio) == 0:
+            continue
+        n = 661 if case % 3 == 0 else rng.randint(2, 1500)
+        k = rng.randint(1, min(n, 12))
+        sizes = {f"S{i}": size for i, size in enumerate(random_partition(rng, n, k))}
+        check_stratified(sizes, ratio, stratified_counts(sizes, ratio))
+        per_stratum = [split_counts(size, ratio) for size in sizes.values()]
+        if tuple(sum(c[j] for c in per_stratum) for j in range(3)) != split_counts(n, ratio):
+            missed_by_rounding_each_stratum += 1
+    assert missed_by_rounding_each_stratum > 1000  # the cases are hard enough to need the joint allocation
+
+
+def test_stratified_split_assigns_the_allocated_counts_for_random_cohorts():
+    rng = random.Random(7)
+    for _ in range(40):
+        n = rng.randint(20, 700)
+        ids = [f"P{i:04d}" for i in range(n)]
+        k = rng.randint(2, 6)
+        sizes = random_partition(rng, n, k)
+        labels = [f"centre{j}" for j, size in enumerate(sizes) for _ in range(size)]
+        rng.shuffle(labels)
+        strata = dict(zip(ids, labels, strict=True))
+        split = make_split(ids, seed=rng.randint(0, 10**6), strata=strata)
+        assert tuple(split.counts().values()) == split_counts(n)
+        counts = stratified_counts({f"centre{j}": size for j, size in enumerate(sizes)})
+        for stratum, expected in counts.items():
+            members = [p for p in ids if strata[p] == stratum]
+            assert tuple(sum(split.subset[p] == s for p in members) for s in ("train", "val", "test")) == expected
+
+
+def test_stratified_allocation_is_deterministic_and_order_free():
+    sizes = {"b": 101, "a": 57, "c": 230, "d": 3}
+    reordered = dict(reversed(list(sizes.items())))
+    assert stratified_counts(sizes) == stratified_counts(reordered)
 
 
 def test_duplicate_ids_and_bad_frozen_subsets_are_refused():

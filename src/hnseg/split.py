@@ -7,15 +7,23 @@ hash, adding or removing a patient moves at most the patients next to a cut poin
 (`config/split.tsv`) never moves anyone: patients it does not list are placed by comparing their hash with
 the cumulative ratio thresholds, with a warning.
 
+With strata, the counts are allocated over the strata x subsets table at once (`stratified_counts`): the subset
+totals are those of the whole cohort (exactly 470/94/97 for 661), and every stratum gets, in every subset, its
+proportional share rounded down or up (within one patient of it). Rounding each stratum on its own would miss
+the totals in about half of random cohorts.
+
 The same pure functions give the workflow its parse-time lists and the `split_cohort` rule its output.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from hnseg.errors import InputError
@@ -32,15 +40,26 @@ def patient_hash(patient: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+def _check_ratio(ratio: Sequence[float]) -> tuple[Fraction, Fraction, Fraction]:
+    """The ratio as exact fractions of its sum (decimal values such as 0.7 taken as written, not as binary floats)."""
+    return _shares(tuple(ratio))
+
+
+@functools.cache
+def _shares(ratio: tuple[float, ...]) -> tuple[Fraction, Fraction, Fraction]:
+    if len(ratio) != 3 or any(r < 0 for r in ratio) or sum(ratio) <= 0:
+        raise InputError(f"split ratio must be three non-negative numbers (train, val, test), got {list(ratio)}")
+    exact = [Fraction(str(r)) for r in ratio]
+    total = sum(exact)
+    return exact[0] / total, exact[1] / total, exact[2] / total
+
+
 def split_counts(n: int, ratio: Sequence[float] = PAPER_RATIO) -> tuple[int, int, int]:
     """Subset sizes for n patients: largest-remainder rounding of n * ratio / sum(ratio).
 
     Exact for n == sum(ratio) (661 -> 470/94/97). Ties in the remainder go to the earlier subset.
     """
-    if len(ratio) != 3 or any(r < 0 for r in ratio) or sum(ratio) <= 0:
-        raise InputError(f"split ratio must be three non-negative numbers (train, val, test), got {list(ratio)}")
-    total = float(sum(ratio))
-    quotas = [n * r / total for r in ratio]
+    quotas = [n * share for share in _check_ratio(ratio)]
     counts = [int(q) for q in quotas]
     order = sorted(range(3), key=lambda i: (-(quotas[i] - counts[i]), i))
     for i in order[: n - sum(counts)]:
@@ -48,9 +67,91 @@ def split_counts(n: int, ratio: Sequence[float] = PAPER_RATIO) -> tuple[int, int
     return counts[0], counts[1], counts[2]
 
 
-def _assign_ranked(patients: Sequence[str], seed: int, ratio: Sequence[float]) -> dict[str, str]:
+def stratified_counts(
+    sizes: Mapping[str, int], ratio: Sequence[float] = PAPER_RATIO
+) -> dict[str, tuple[int, int, int]]:
+    """Subset sizes per stratum whose totals are `split_counts` of the whole cohort.
+
+    Every cell of the strata x subsets table is its proportional share n_stratum * ratio / sum(ratio) rounded
+    down or up, every stratum's counts sum to its size, and every subset's counts sum to the cohort's exact
+    count. Such a rounding always exists for three subsets; which cells are rounded up is chosen to make the
+    total rounding error smallest (a min-cost flow over the cells with a fractional share), ties broken by
+    stratum name, so the allocation is deterministic.
+    """
+    shares = _check_ratio(ratio)
+    strata = sorted(sizes)
+    if any(sizes[s] < 0 for s in strata):
+        raise InputError(f"stratum sizes must be non-negative, got {dict(sizes)}")
+    quota = {s: [sizes[s] * share for share in shares] for s in strata}
+    floor = {s: [int(q) for q in quota[s]] for s in strata}
+    targets = split_counts(sum(sizes.values()), ratio)
+    # units still to place: per stratum (its size minus its floors) and per subset (its total minus the floors)
+    row_need = {s: sizes[s] - sum(floor[s]) for s in strata}
+    col_need = [targets[j] - sum(floor[s][j] for s in strata) for j in range(3)]
+    up = _round_up_cells(
+        row_need,
+        col_need,
+        {(s, j): quota[s][j] - floor[s][j] for s in strata for j in range(3) if quota[s][j] != floor[s][j]},
+    )
+    return {
+        s: (floor[s][0] + ((s, 0) in up), floor[s][1] + ((s, 1) in up), floor[s][2] + ((s, 2) in up)) for s in strata
+    }
+
+
+def _round_up_cells(
+    row_need: dict[str, int], col_need: list[int], fractions: dict[tuple[str, int], Fraction]
+) -> set[tuple[str, int]]:
+    """The cells to round up: each row gets row_need of its fractional cells, each column col_need, at most one
+    unit per cell, maximising the sum of the rounded-up cells' fractional parts (successive shortest paths)."""
+    rows = sorted(row_need)
+    source, sink = "source", "sink"
+    cols = [f"subset{j}" for j in range(3)]
+    # residual graph: node -> {node: [capacity, cost]}
+    graph: dict[str, dict[str, list]] = {n: {} for n in [source, sink, *(f"row:{r}" for r in rows), *cols]}
+
+    def add(a: str, b: str, capacity: int, cost: int) -> None:
+        graph[a][b] = [capacity, cost]
+        graph[b].setdefault(a, [0, -cost])
+
+    # costs in integers: the fractional parts over their common denominator (exact, and fast to add)
+    scale = math.lcm(*(f.denominator for f in fractions.values())) if fractions else 1
+    for r in rows:
+        add(source, f"row:{r}", row_need[r], 0)
+    for (r, j), frac in sorted(fractions.items()):
+        add(f"row:{r}", cols[j], 1, -int(frac * scale))
+    for j in range(3):
+        add(cols[j], sink, col_need[j], 0)
+    nodes = list(graph)
+    for _ in range(sum(row_need.values())):
+        # Bellman-Ford: the residual graph of a min-cost flow has negative edges but no negative cycle
+        dist: dict[str, int | None] = dict.fromkeys(nodes)
+        prev: dict[str, str] = {}
+        dist[source] = 0
+        for _ in range(len(nodes)):
+            changed = False
+            for a in nodes:
+                if dist[a] is None:
+                    continue
+                for b, (capacity, cost) in graph[a].items():
+                    if capacity > 0 and (dist[b] is None or dist[a] + cost < dist[b]):
+                        dist[b], prev[b] = dist[a] + cost, a
+                        changed = True
+            if not changed:
+                break
+        if dist[sink] is None:
+            raise RuntimeError("no exact stratified allocation; one always exists for three subsets: a bug")
+        node = sink
+        while node != source:
+            a = prev[node]
+            graph[a][node][0] -= 1
+            graph[node][a][0] += 1
+            node = a
+    return {(r, j) for r, j in fractions if graph[f"row:{r}"][cols[j]][0] == 0}  # the cell's unit was used
+
+
+def _assign_ranked(patients: Sequence[str], seed: int, counts: tuple[int, int, int]) -> dict[str, str]:
     ranked = sorted(patients, key=lambda p: (patient_hash(p, seed), p))
-    n_train, n_val, _ = split_counts(len(ranked), ratio)
+    n_train, n_val, _ = counts
     subsets = {}
     for rank, patient in enumerate(ranked):
         if rank < n_train:
@@ -104,7 +205,8 @@ def make_split(
     """Assign every patient to train, val or test.
 
     patients: pseudonymous ids (duplicates are an error).
-    strata: optional patient -> stratum; the ranked cut is then made within each stratum.
+    strata: optional patient -> stratum; the ranked cut is then made within each stratum, at the counts of
+        `stratified_counts` (exact totals, each stratum within one patient of its share).
     frozen: optional patient -> subset from a frozen split file; listed patients keep their subset, the
         others are placed by `subset_by_threshold` with a warning. Frozen entries for patients that are not
         in the cohort are ignored.
@@ -139,9 +241,10 @@ def make_split(
     for p in patients:
         stratum = "" if strata is None else str(strata.get(p, ""))
         groups.setdefault(stratum, []).append(p)
+    counts = stratified_counts({stratum: len(members) for stratum, members in groups.items()}, ratio)
     subset = {}
-    for members in groups.values():
-        subset.update(_assign_ranked(members, seed, ratio))
+    for stratum, members in groups.items():
+        subset.update(_assign_ranked(members, seed, counts[stratum]))
     return Split(subset, {p: "ranked" for p in patients})
 
 
