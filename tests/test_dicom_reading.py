@@ -321,7 +321,66 @@ def test_rasterize_pairs_by_roi_number_handles_rings_and_reports_off_slice_conto
             "ct",
         ).grid,
     )
-    assert any("'elsewhere'" in w and "off the CT slices" in w for w in result.warnings)
+    (warning,) = [w for w in result.warnings if "'elsewhere'" in w]
+    assert "z = 47.00 mm" in warning and "farther than 1 mm from every CT slice" in warning
+    assert "7.00 mm away" in warning and "not used" in warning
+
+
+def ct_grid(paths):
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
+    return plan_stack(planes_from_datasets(headers, [str(p) for p in paths]), "ct").grid
+
+
+def square(x0, y0, x1, y1):
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def test_contours_of_two_planes_on_one_ct_slice_are_combined_by_union(tmp_path):
+    # An RTSTRUCT drawn on 1 mm slices, rasterised on a CT of 3 mm: planes 33.0 and 33.6 both fall on the slice at
+    # z = 33. Within the first plane a ring (outer and inner contour, their z a hair apart) keeps its hole (XOR);
+    # the second plane's square overlaps the ring and its hole, and is added by union, never XOR-ed away.
+    paths = write_series(tmp_path / "ct", n=4, shape=(20, 24), spacing=(1.0, 1.0), step=3.0)
+    grid = ct_grid(paths)  # slices at z = 30, 33, 36, 39; pixel (col, row) centre at x = -10 + col, y = -20 + row
+    outer, inner = square(-9.5, -19.5, 3.5, -6.5), square(-6.5, -16.5, 0.5, -9.5)  # cols/rows 1..13 and 4..10
+    patch = square(-3.5, -13.5, 9.5, -3.5)  # cols 7..19, rows 7..16
+    rois = [(1, "GTV_T", [(33.0 + 0.01, outer), (33.0 - 0.01, inner), (33.6, patch), (36.0, patch)])]
+    result = rasterize_dataset(rtstruct_for(paths, rois), grid, what="RTSTRUCT #1")
+    ring = np.zeros((20, 24), dtype=bool)
+    ring[1:14, 1:14] = True
+    ring[4:11, 4:11] = False
+    square_mask = np.zeros((20, 24), dtype=bool)
+    square_mask[7:17, 7:20] = True
+    expected = np.zeros((4, 20, 24), dtype=bool)
+    expected[1] = ring | square_mask
+    expected[2] = square_mask
+    assert np.array_equal(result.masks["GTV_T"], expected)
+    assert not np.array_equal(ring ^ square_mask, expected[1])  # the overlap is where XOR would punch a hole
+    (warning,) = result.warnings
+    assert warning.startswith(
+        "RTSTRUCT #1: ROI 'GTV_T': contours of 2 different planes fall on one CT slice at 1 slice"
+    )
+    assert "slice 1 at z = 33.00 mm takes the planes at z = 33.00, 33.60 mm" in warning
+    assert "combined by union" in warning
+
+
+def test_contour_planes_beyond_the_tolerance_in_mm_are_reported_and_not_used(tmp_path):
+    paths = write_series(tmp_path / "ct", n=4, shape=(20, 24), spacing=(1.0, 1.0), step=3.0)
+    grid = ct_grid(paths)
+    patch = square(-3.5, -13.5, 9.5, -3.5)
+    # 34.2 mm is 1.2 mm from the slice at 33 (less than half of the 3 mm slice, so rounding alone places it)
+    rois = [(1, "GTV_T", [(36.0, patch), (34.2, patch)]), (2, "GTVn", [(34.2, patch)])]
+    strict = rasterize_dataset(rtstruct_for(paths, rois), grid, what="RTSTRUCT #1", plane_tolerance_mm=1.0)
+    assert strict.masks["GTV_T"][1].sum() == 0 and strict.masks["GTV_T"][2].sum() == 130
+    assert strict.skipped == {"GTVn": "no closed planar contour on the CT slices"}
+    warnings = sorted(strict.warnings)
+    assert len(warnings) == 2
+    for warning, roi in zip(warnings, ("GTV_T", "GTVn"), strict=True):
+        assert f"ROI '{roi}': 1 contour(s) in the plane(s) at z = 34.20 mm lie farther than 1 mm" in warning
+        assert "the nearest is 1.20 mm away" in warning and "raise import.contour_plane_tolerance_mm" in warning
+    lenient = rasterize_dataset(rtstruct_for(paths, rois), grid, plane_tolerance_mm=1.5)
+    assert lenient.warnings == [] and lenient.masks["GTV_T"][1].sum() == 130 and lenient.masks["GTVn"].sum() == 130
+    with pytest.raises(InputError, match="contour_plane_tolerance_mm"):
+        rasterize_dataset(rtstruct_for(paths, rois), grid, plane_tolerance_mm=-1)
 
 
 def test_non_square_grid_keeps_columns_beyond_the_row_count(tmp_path):

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def test_missing_mri_fails_only_the_mri_import_with_a_clear_message(clean, tmp_p
     dicom = copy_patient(clean, tmp_path)
     for p in files_of(dicom, "MR"):
         p.unlink()
-    with pytest.raises(InputError, match=r"patient SYN001 .*no T1w and no T2w MR series.*CT-only methods go on"):
+    with pytest.raises(InputError, match=r"patient SYN001: no T1w and no T2w MR series.*CT-only methods go on"):
         import_mri("SYN001", dicom, tmp_path / "out", OPTS)
     import_ct_and_labels("SYN001", dicom, tmp_path / "out", OPTS)
     import_pet("SYN001", dicom, tmp_path / "out", OPTS)
@@ -169,7 +170,7 @@ def test_missing_weight_needs_the_sheet(clean, tmp_path):
 def test_non_attenuation_corrected_pet_is_refused(clean, tmp_path):
     dicom = copy_patient(clean, tmp_path)
     edit(files_of(dicom, "PT"), CorrectedImage=["DECY", "RAN", "NORM"])
-    with pytest.raises(InputError, match=r"patient SYN001 .*not attenuation corrected"):
+    with pytest.raises(InputError, match=r"patient SYN001: no usable PET: PT #3 .* is not attenuation corrected"):
         import_pet("SYN001", dicom, tmp_path / "out", OPTS)
 
 
@@ -205,12 +206,15 @@ def test_stray_files_dicomdir_and_duplicates_are_tolerated(clean, tmp_path):
 
 
 def test_missing_folder_and_empty_folder(tmp_path):
-    with pytest.raises(InputError, match=r"patient P9 .*does not exist.*dicom_dir"):
-        import_ct_and_labels("P9", tmp_path / "nowhere", tmp_path / "out", OPTS)
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "readme.txt").write_text("x")
-    with pytest.raises(InputError, match=r"patient P9 .*no DICOM files"):
-        import_ct_and_labels("P9", tmp_path / "empty", tmp_path / "out", OPTS)
+    # the messages name the patient by its pseudonymous id, never the folder (often named after the patient)
+    with pytest.raises(InputError, match=r"patient P9: the DICOM folder does not exist.*dicom_dir") as err:
+        import_ct_and_labels("P9", tmp_path / "Doe^John_19500101", tmp_path / "out", OPTS)
+    assert "Doe" not in str(err.value) and str(tmp_path) not in str(err.value)
+    (tmp_path / "Doe^Jane_19600101").mkdir()
+    (tmp_path / "Doe^Jane_19600101" / "readme.txt").write_text("x")
+    with pytest.raises(InputError, match=r"patient P9: no DICOM files") as err:
+        import_ct_and_labels("P9", tmp_path / "Doe^Jane_19600101", tmp_path / "out", OPTS)
+    assert "Doe" not in str(err.value) and str(tmp_path) not in str(err.value)
 
 
 def test_missing_ct_slice_is_refused_naming_the_fix(clean, tmp_path):
@@ -223,3 +227,72 @@ def test_missing_ct_slice_is_refused_naming_the_fix(clean, tmp_path):
         import_ct_and_labels("SYN001", dicom, tmp_path / "out", OPTS)
     record = import_ct_and_labels("SYN001", dicom, tmp_path / "out", ImportOptions(on_missing_slice="resample"))
     assert any("resampled" in w for w in record["warnings"])
+
+
+def gtv_t_contours(ds):
+    number = next(int(i.ROINumber) for i in ds.StructureSetROISequence if i.ROIName == "GTV_70Gy")
+    return next(rc for rc in ds.ROIContourSequence if int(rc.ReferencedROINumber) == number).ContourSequence
+
+
+def test_contours_of_thinner_slices_are_combined_by_union_on_their_ct_slice(clean, tmp_path):
+    # A second plane of GTV-T contours 0.9 mm above each CT slice (an RTSTRUCT drawn on thinner slices), shifted by
+    # 4 mm (2 pixels) in x: each CT slice gets the union of both planes. XOR would punch out where they overlap.
+    dicom = copy_patient(clean, tmp_path)
+    rs = files_of(dicom, "RTSTRUCT")[0]
+    ds = pydicom.dcmread(rs)
+    contours = gtv_t_contours(ds)
+    for contour in list(contours):
+        extra = pydicom.Dataset()
+        extra.ContourGeometricType = "CLOSED_PLANAR"
+        points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3) + np.array([4.0, 0.0, 0.9])
+        extra.ContourData = [f"{v:.4f}" for v in points.ravel()]
+        extra.NumberOfContourPoints = len(points)
+        contours.append(extra)
+    ds.save_as(rs)
+    record = import_ct_and_labels("SYN001", dicom, tmp_path / "out", OPTS)
+    truth_t = array(clean[0] / "truth" / "labels.nii.gz") == 1
+    expected = truth_t | np.roll(truth_t, 2, axis=2)
+    assert np.array_equal(array(tmp_path / "out" / "labels.nii.gz") == 1, expected)
+    assert (truth_t & np.roll(truth_t, 2, axis=2)).sum() > 100  # the overlap XOR would have emptied
+    (warning,) = [w for w in record["warnings"] if "combined by union" in w]
+    assert warning.startswith("patient SYN001, RTSTRUCT RTSTRUCT #1 ")
+    assert "ROI 'GTV_70Gy': contours of 2 different planes fall on one CT slice at 11 slice(s)" in warning
+    found = re.search(r"slice \d+ at z = (-?[\d.]+) mm takes the planes at z = (-?[\d.]+), (-?[\d.]+) mm", warning)
+    slice_z, first, second = (float(v) for v in found.groups())
+    assert first == slice_z and second == pytest.approx(slice_z + 0.9)
+
+
+def test_a_contour_plane_off_the_ct_slices_is_reported_beyond_the_tolerance(clean, tmp_path):
+    dicom = copy_patient(clean, tmp_path)
+    rs = files_of(dicom, "RTSTRUCT")[0]
+    ds = pydicom.dcmread(rs)
+    moved = gtv_t_contours(ds)[5]
+    points = np.asarray(moved.ContourData, dtype=float).reshape(-1, 3)
+    z = points[0, 2] + 1.2  # 1.2 mm off its 3 mm slice: placed by rounding alone, but farther than 1 mm
+    points[:, 2] = z
+    moved.ContourData = [f"{v:.4f}" for v in points.ravel()]
+    ds.save_as(rs)
+    truth_t = array(clean[0] / "truth" / "labels.nii.gz") == 1
+    record = import_ct_and_labels("SYN001", dicom, tmp_path / "strict", OPTS)
+    (warning,) = record["warnings"]
+    assert f"ROI 'GTV_70Gy': 1 contour(s) in the plane(s) at z = {z:.2f} mm lie farther than 1 mm" in warning
+    assert "the nearest is 1.20 mm away" in warning and "not used" in warning
+    labels_t = array(tmp_path / "strict" / "labels.nii.gz") == 1
+    (k,) = [k for k in range(truth_t.shape[0]) if truth_t[k].any() and not labels_t[k].any()]
+    assert np.array_equal(np.delete(labels_t, k, axis=0), np.delete(truth_t, k, axis=0))
+    lenient = import_ct_and_labels("SYN001", dicom, tmp_path / "lenient", ImportOptions(contour_plane_tolerance_mm=1.5))
+    assert lenient["warnings"] == []
+    assert np.array_equal(array(tmp_path / "lenient" / "labels.nii.gz") == 1, truth_t)
+
+
+def test_a_single_valued_corrected_image_is_read_as_one_flag(clean, tmp_path):
+    # pydicom gives a single-valued CS as a str: iterating it gave 'A', 'T', 'N' and a wrong "not attenuation
+    # corrected". ATTN alone is attenuation corrected but lacks DECY, which SUV needs: that is what must be said.
+    dicom = copy_patient(clean, tmp_path)
+    edit(files_of(dicom, "PT"), CorrectedImage="ATTN")
+    assert isinstance(pydicom.dcmread(files_of(dicom, "PT")[0]).CorrectedImage, str)
+    with pytest.raises(InputError) as err:
+        import_pet("SYN001", dicom, tmp_path / "out", OPTS)
+    message = str(err.value)
+    assert "not attenuation corrected" not in message
+    assert re.search(r"patient SYN001, PET PT #3 .*CorrectedImage \(0028,0051\) is ATTN, without DECY", message)

@@ -46,9 +46,9 @@ REFUSALS = {
     ("pet_weight_zero", "pet"): rf"patient {PID}, PET PT #3 .*PatientWeight \(0010,1030\) is missing or 0.*weight_kg",
     ("pet_dose_mbq", "pet"): rf"patient {PID}, PET PT #3 .*RadionuclideTotalDose \(0018,1074\) is 203.16, which looks "
     r"like MBq.*correct the header so that the dose is in Bq",
-    ("no_gtv_t", "ct"): rf"patient {PID}, RTSTRUCT RTSTRUCT #1 '[^']+' \(1 instance\(s\)\) in .*: no GTV-T ROI .*"
+    ("no_gtv_t", "ct"): rf"patient {PID}, RTSTRUCT RTSTRUCT #1 '[^']+' \(1 instance\(s\)\): no GTV-T ROI .*"
     r"'GTV_N'.*rename the primary tumour's ROI or add its name to import.roi_patterns.gtv_t",
-    ("mr_missing", "mri"): rf"patient {PID} \(DICOM folder .*\): no T1w and no T2w MR series \(no MR series\).*"
+    ("mr_missing", "mri"): rf"patient {PID}: no T1w and no T2w MR series \(no MR series\).*"
     r"CT-only methods go on.*Export the MR study",
     ("gantry_tilt", "ct"): rf"patient {PID}, {CT_SERIES}: slice origins drift 31.\d\d mm in-plane.*gantry tilt.*"
     r"Reconstruct without tilt, or set import.on_gantry_tilt: resample",
@@ -58,7 +58,7 @@ REFUSALS = {
     r"1-\d{3}\.dcm\); remove the duplicate from the export",
     ("nonuniform_spacing", "ct"): rf"patient {PID}, {CT_SERIES}: non-uniform slice spacing: gap of 3.000 mm after "
     r"1-\d{3}\.dcm where the spacing is 2.000 mm.*on_missing_slice: resample",
-    ("sc_ct_only", "ct"): rf"patient {PID} \(DICOM folder .*\): no CT series with at least 5 slices \(found: CT #20 "
+    ("sc_ct_only", "ct"): rf"patient {PID}: no CT series with at least 5 slices \(found: CT #20 "
     r"'CT screen capture' \(0 instance\(s\)\).*export the planning CT with the patient",
 }
 

@@ -14,8 +14,9 @@ Choices when a folder holds several candidates (each recorded with its reason):
 - PET: attenuation-corrected series in the CT's frame of reference, the most slices; non-AC series are skipped.
 - T1w / T2w: MR series classified by description, then by TR/TE (config `import.mri`); the most slices.
 
-Outputs carry the pseudonymous patient id only: series are named by modality, number and description, and the
-volumes are written from arrays (no DICOM header reaches a NIfTI file).
+Outputs, logs and error messages carry the pseudonymous patient id only: series are named by modality, number and
+description (never by UID), files by their name, the patient's DICOM folder never (PACS exports are often named
+after the patient), and the volumes are written from arrays (no DICOM header reaches a NIfTI file).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pydicom
 import SimpleITK as sitk
 
 from hnseg.dicom import pet, roi_names
-from hnseg.dicom.rtstruct import rasterize_dataset, referenced_series_uids
+from hnseg.dicom.rtstruct import PLANE_TOLERANCE_MM, rasterize_dataset, referenced_series_uids
 from hnseg.dicom.series import ScanResult, Series, scan_folder
 from hnseg.dicom.volume import Volume, planes_from_datasets, stack_planes
 from hnseg.errors import InputError
@@ -59,6 +60,7 @@ class ImportOptions:
     min_slices: int = 5
     roi_patterns: dict[str, list[str]] | None = None
     mri_rules: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MRI_RULES))
+    contour_plane_tolerance_mm: float = PLANE_TOLERANCE_MM
 
 
 def options_from_params(params: dict[str, Any]) -> ImportOptions:
@@ -69,6 +71,7 @@ def options_from_params(params: dict[str, Any]) -> ImportOptions:
         min_slices=int(params["min_slices"]),
         roi_patterns=params.get("roi_patterns"),
         mri_rules={**DEFAULT_MRI_RULES, **(params.get("mri") or {})},
+        contour_plane_tolerance_mm=float(params["contour_plane_tolerance_mm"]),
     )
 
 
@@ -79,20 +82,21 @@ class Choice:
     candidates: list[str]
 
 
-def _where(patient: str, dicom_dir: Path) -> str:
-    return f"patient {patient} (DICOM folder {dicom_dir})"
+def _where(patient: str) -> str:
+    # never the folder itself: PACS exports are often named after the patient (DESIGN.md section 8)
+    return f"patient {patient}"
 
 
 def scan_patient(patient: str, dicom_dir: str | Path) -> ScanResult:
     dicom_dir = Path(dicom_dir)
     if not dicom_dir.is_dir():
         raise InputError(
-            f"{_where(patient, dicom_dir)}: the folder does not exist; fix the dicom_dir column of the patients sheet"
+            f"{_where(patient)}: the DICOM folder does not exist; fix the patient's dicom_dir in the patients sheet"
         )
     scan = scan_folder(dicom_dir)
     if not scan.series:
         raise InputError(
-            f"{_where(patient, dicom_dir)}: no DICOM files found ({len(scan.skipped)} other file(s)); check "
+            f"{_where(patient)}: no DICOM files found ({len(scan.skipped)} other file(s)); check "
             "dicom_dir in the patients sheet"
         )
     return scan
@@ -119,7 +123,7 @@ def _structure_set_time(s: Series) -> tuple:
 def choose_rtstruct_and_ct(
     patient: str, dicom_dir: Path, scan: ScanResult, opts: ImportOptions
 ) -> tuple[Choice, Choice]:
-    where = _where(patient, dicom_dir)
+    where = _where(patient)
     cts = _image_series(scan, "CT", opts.min_slices)
     if not cts:
         found = ", ".join(s.label() for s in scan.series) or "nothing"
@@ -217,7 +221,12 @@ def import_ct_and_labels(
     grid = _grid_of(ct)
     rs_path = rs_choice.series.instances[0].path
     rtstruct = pydicom.dcmread(rs_path, force=True)
-    masks = rasterize_dataset(rtstruct, grid, what=f"patient {patient}, RTSTRUCT {rs_choice.series.label()}")
+    masks = rasterize_dataset(
+        rtstruct,
+        grid,
+        what=f"patient {patient}, RTSTRUCT {rs_choice.series.label()}",
+        plane_tolerance_mm=opts.contour_plane_tolerance_mm,
+    )
     warnings += masks.warnings
     match = roi_names.match_rois(list(masks.masks) + list(masks.skipped), opts.roi_patterns)
     warnings += [f"patient {patient}: {w}" for w in match.warnings]
@@ -226,7 +235,7 @@ def import_ct_and_labels(
     if not gtv_t:
         names = ", ".join(f"'{n}'" for n in list(masks.masks) + list(masks.skipped))
         raise InputError(
-            f"patient {patient}, RTSTRUCT {rs_choice.series.label()} in {dicom_dir}: no GTV-T ROI with contours on the "
+            f"patient {patient}, RTSTRUCT {rs_choice.series.label()}: no GTV-T ROI with contours on the "
             f"CT (ROIs: {names}); rename the primary tumour's ROI or add its name to import.roi_patterns.gtv_t"
         )
     t_mask = np.logical_or.reduce([masks.masks[n] for n in gtv_t])
@@ -272,8 +281,17 @@ def _grid_of(volume: Volume):
     return Grid(volume.origin, volume.spacing, volume.direction, tuple(volume.array.shape))
 
 
+def corrected_image_flags(ds: pydicom.Dataset) -> set[str]:
+    """The CorrectedImage flags (ATTN, DECY, ...), upper case. A single value is a str in pydicom, not a list."""
+    value = ds.get("CorrectedImage")
+    if value is None or value == "":
+        return set()
+    values = [value] if isinstance(value, str | bytes) else list(value)
+    return {(v.decode(errors="replace") if isinstance(v, bytes) else str(v)).strip().upper() for v in values}
+
+
 def choose_pet(patient: str, dicom_dir: Path, scan: ScanResult, ct_for: str | None, opts: ImportOptions) -> Choice:
-    where = _where(patient, dicom_dir)
+    where = _where(patient)
     pets = _image_series(scan, "PT", opts.min_slices)
     if not pets:
         raise InputError(
@@ -281,7 +299,7 @@ def choose_pet(patient: str, dicom_dir: Path, scan: ScanResult, ct_for: str | No
         )
     notes, usable = [], []
     for s in pets:
-        corrected = {str(v).upper() for v in (s.first.get("CorrectedImage") or [])}
+        corrected = corrected_image_flags(s.first)
         if "ATTN" not in corrected:
             notes.append(f"{s.label()} is not attenuation corrected, skipped")
         elif ct_for is not None and s.frame_of_reference != ct_for:
@@ -321,7 +339,7 @@ def import_pet(
     try:
         suv = pet.suv_details(headers, weight_kg=weight_kg)
     except InputError as exc:
-        raise InputError(f"{what} in {dicom_dir}: {exc}") from exc
+        raise InputError(f"{what}: {exc}") from exc
     planes = planes_from_datasets(headers, [str(i.path) for i in choice.series.instances])
     for plane, factor in zip(planes, suv.factors, strict=True):
         plane.slope *= factor
@@ -399,7 +417,7 @@ def classify_mri(series: Series, rules: dict[str, Any]) -> tuple[str | None, str
 
 
 def choose_mri(patient: str, dicom_dir: Path, scan: ScanResult, opts: ImportOptions) -> dict[str, Choice]:
-    where = _where(patient, dicom_dir)
+    where = _where(patient)
     mrs = _image_series(scan, "MR", opts.min_slices)
     found: dict[str, list[tuple[Series, str]]] = {"t1": [], "t2": []}
     notes = []

@@ -509,17 +509,18 @@ class _Series:
 
 
 def _series_label(ds: pydicom.Dataset) -> str:
+    """How messages name the series: number and description, never a UID (identifiers stay out of messages)."""
     try:
         description = _text_value(ds.get("SeriesDescription"))
-        uid = _text_value(ds.get("SeriesInstanceUID"))
+        number = _text_value(ds.get("SeriesNumber"))
     except (ValueError, TypeError):
-        description, uid = "", ""
+        description, number = "", ""
     parts = []
+    if number:
+        parts.append(f"#{number}")
     if description:
         parts.append(f"'{description}'")
-    if uid:
-        parts.append(f"(SeriesInstanceUID ...{uid[-8:]})")
-    return "PET series " + (" ".join(parts) if parts else "(no SeriesDescription or SeriesInstanceUID)")
+    return "PET series " + (" ".join(parts) if parts else "(no SeriesNumber or SeriesDescription)")
 
 
 def _tag(keyword: str) -> str:

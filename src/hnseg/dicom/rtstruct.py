@@ -1,11 +1,15 @@
 """RTSTRUCT to masks: hnseg's own geometric even-odd rasteriser (DESIGN.md section 5; reference/dicom.md §3).
 
-Each CLOSED_PLANAR contour is projected on the CT grid: its points become continuous voxel indices; it belongs to
-the nearest slice if it lies within half a slice of it (contours further away are reported, not guessed); the
-pixels whose centres lie inside the polygon are set. Contours of one ROI on one slice combine by XOR (even-odd),
-so a ring drawn as an outer and an inner contour has its hole. ROIs are paired with their contours through
-ReferencedROINumber, never by list position; ContourImageSequence is not needed. POINT and OPEN contours carry
-no area and are skipped. This reproduces `plastimatch convert --xor-contours`.
+Each CLOSED_PLANAR contour is projected on the CT grid: its points become continuous voxel indices, and it goes to
+the nearest CT slice if its plane lies within a stated tolerance in mm of it (`import.contour_plane_tolerance_mm`);
+a contour plane farther than that from every CT slice is reported with its ROI and z and not used (the RTSTRUCT
+was probably drawn on another image). On its slice, the pixels whose centres lie inside the polygon are set.
+Contours of one ROI in one plane combine by XOR (even-odd), so a ring drawn as an outer and an inner contour has
+its hole. Contours of different planes that fall on the same CT slice (an RTSTRUCT drawn on thinner slices than
+the CT) combine by union, with a warning naming the ROI and z: XOR across planes would punch holes where they
+overlap. ROIs are paired with their contours through ReferencedROINumber, never by list position;
+ContourImageSequence is not needed. POINT and OPEN contours carry no area and are skipped. On contours drawn on
+the CT itself this reproduces `plastimatch convert --xor-contours`.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from hnseg.errors import InputError
 
 log = logging.getLogger(__name__)
 
-OFF_SLICE_TOL = 0.5  # in slices: a contour further than half a slice from every CT slice is not placed
+PLANE_TOLERANCE_MM = 1.0  # default of import.contour_plane_tolerance_mm: farther from every CT slice is not used
+SAME_PLANE_MM = 0.1  # contours whose planes lie closer than this along the normal are one plane (float noise)
 PLANAR_TOL = 0.05  # in slices: spread of a contour's points along the normal that is still "planar"
+MAX_LISTED = 5  # planes or slices named in one warning
 
 
 @dataclass
@@ -61,23 +67,58 @@ def fill_polygon(mask2d: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> None
         mask2d[r_lo + r] ^= parity.astype(bool)
 
 
-def rasterize_dataset(rtstruct: pydicom.Dataset, grid: Grid, what: str = "RTSTRUCT") -> RoiMasks:
-    """Masks of every ROI with closed contours of an RTSTRUCT dataset, on `grid`."""
+def rasterize_dataset(
+    rtstruct: pydicom.Dataset, grid: Grid, what: str = "RTSTRUCT", plane_tolerance_mm: float = PLANE_TOLERANCE_MM
+) -> RoiMasks:
+    """Masks of every ROI with closed contours of an RTSTRUCT dataset, on `grid`.
+
+    plane_tolerance_mm: a contour whose plane lies farther than this from every CT slice is not used (a warning
+    names the ROI and the plane's z).
+    """
+    if not plane_tolerance_mm >= 0:
+        raise InputError(f"import.contour_plane_tolerance_mm must be 0 or more, got {plane_tolerance_mm}")
     # ContourData holds up to millions of DS numbers: parsing them into numpy is 10x faster than into DSfloat
     previous = pydicom.config.use_DS_numpy
     pydicom.config.use_DS_numpy = True
     try:
-        return _rasterize(rtstruct, grid, what)
+        return _rasterize(rtstruct, grid, what, plane_tolerance_mm)
     finally:
         pydicom.config.use_DS_numpy = previous
 
 
-def _rasterize(rtstruct: pydicom.Dataset, grid: Grid, what: str) -> RoiMasks:
+@dataclass
+class _Polygon:
+    plane_mm: float  # position of the contour's plane along the slice normal, patient coordinates
+    cols: np.ndarray
+    rows: np.ndarray
+
+
+def _listed(values: list[float]) -> str:
+    shown = ", ".join(f"{v:.2f}" for v in values[:MAX_LISTED])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > MAX_LISTED else "")
+
+
+def _planes(polygons: list[_Polygon]) -> list[list[_Polygon]]:
+    """Polygons of one slice grouped by plane (positions closer than SAME_PLANE_MM are one plane)."""
+    ordered = sorted(polygons, key=lambda p: p.plane_mm)
+    groups = [[ordered[0]]]
+    for polygon in ordered[1:]:
+        if polygon.plane_mm - groups[-1][-1].plane_mm <= SAME_PLANE_MM:
+            groups[-1].append(polygon)
+        else:
+            groups.append([polygon])
+    return groups
+
+
+def _rasterize(rtstruct: pydicom.Dataset, grid: Grid, what: str, plane_tolerance_mm: float) -> RoiMasks:
     names: dict[int, str] = {}
     for item in rtstruct.get("StructureSetROISequence", []):
         names[int(item.ROINumber)] = str(item.get("ROIName", f"ROI{item.ROINumber}")).strip()
     out = RoiMasks(masks={}, numbers={v: k for k, v in names.items()})
     nz = grid.shape_zyx[0]
+    spacing_z = float(grid.spacing[2])
+    normal = np.asarray(grid.direction, dtype=np.float64).reshape(3, 3)[:, 2]
+    first_slice_mm = float(np.asarray(grid.origin) @ normal)
     for roi in rtstruct.get("ROIContourSequence", []):
         number = int(roi.ReferencedROINumber)
         name = names.get(number)
@@ -85,32 +126,61 @@ def _rasterize(rtstruct: pydicom.Dataset, grid: Grid, what: str) -> RoiMasks:
             out.warnings.append(f"{what}: contours reference ROI number {number}, which no ROI defines; ignored")
             continue
         contours = roi.get("ContourSequence") or []
-        mask = np.zeros(grid.shape_zyx, dtype=bool)
-        n_closed, off_slice, spread_out = 0, [], 0
+        by_slice: dict[int, list[_Polygon]] = {}
+        off_slice: list[tuple[float, float]] = []  # (plane z, distance to the nearest CT slice), mm
+        spread_out = 0
         for contour in contours:
             kind = str(contour.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
             data = contour.get("ContourData")
             if kind != "CLOSED_PLANAR" or data is None or len(data) < 9:
                 continue
-            idx = grid.index_of_points(np.asarray(data, dtype=np.float64).reshape(-1, 3))
+            points = np.asarray(data, dtype=np.float64).reshape(-1, 3)
+            idx = grid.index_of_points(points)
             k_mean = float(idx[:, 2].mean())
-            k = int(np.rint(k_mean))
+            k = min(max(int(np.rint(k_mean)), 0), nz - 1)
             if np.ptp(idx[:, 2]) > 2 * PLANAR_TOL + 1e-9:
                 spread_out += 1
-            if abs(k_mean - k) > OFF_SLICE_TOL or not 0 <= k < nz:
-                off_slice.append(k_mean)
+            plane_mm = float(points.mean(axis=0) @ normal)
+            distance_mm = abs(k_mean - k) * spacing_z
+            if distance_mm > plane_tolerance_mm + 1e-6:
+                off_slice.append((plane_mm, distance_mm))
                 continue
-            fill_polygon(mask[k], idx[:, 0], idx[:, 1])
-            n_closed += 1
+            by_slice.setdefault(k, []).append(_Polygon(plane_mm, idx[:, 0], idx[:, 1]))
+        mask = np.zeros(grid.shape_zyx, dtype=bool)
+        merged: list[tuple[int, list[float]]] = []  # (slice, plane positions) where several planes fall on one slice
+        for k, polygons in sorted(by_slice.items()):
+            planes = _planes(polygons)
+            if len(planes) == 1:
+                for polygon in planes[0]:
+                    fill_polygon(mask[k], polygon.cols, polygon.rows)
+                continue
+            merged.append((k, [float(np.mean([p.plane_mm for p in plane])) for plane in planes]))
+            for plane in planes:
+                layer = np.zeros(mask.shape[1:], dtype=bool)
+                for polygon in plane:
+                    fill_polygon(layer, polygon.cols, polygon.rows)  # XOR within the plane
+                mask[k] |= layer  # union across planes
         if off_slice:
+            planes_mm = sorted({round(z, 2) for z, _ in off_slice})
             out.warnings.append(
-                f"{what}: ROI '{name}': {len(off_slice)} contour(s) lie off the CT slices (slice index "
-                f"{min(off_slice):.2f} to {max(off_slice):.2f} of 0..{nz - 1}) and were not used; the RTSTRUCT was "
-                "probably drawn on another image"
+                f"{what}: ROI '{name}': {len(off_slice)} contour(s) in the plane(s) at z = {_listed(planes_mm)} mm lie "
+                f"farther than {plane_tolerance_mm:g} mm from every CT slice (the nearest is "
+                f"{min(d for _, d in off_slice):.2f} mm away; the CT slices run from z = {first_slice_mm:.2f} to "
+                f"{first_slice_mm + (nz - 1) * spacing_z:.2f} mm, every {spacing_z:g} mm) and were not used; the "
+                "RTSTRUCT was probably drawn on another image. If it was drawn on another reconstruction of this CT, "
+                "raise import.contour_plane_tolerance_mm"
+            )
+        if merged:
+            k, planes_mm = merged[0]
+            out.warnings.append(
+                f"{what}: ROI '{name}': contours of {max(len(z) for _, z in merged)} different planes fall on one CT "
+                f"slice at {len(merged)} slice(s) (e.g. slice {k} at z = {first_slice_mm + k * spacing_z:.2f} mm takes "
+                f"the planes at z = {_listed(planes_mm)} mm); they are combined by union (XOR only within a plane). "
+                "The RTSTRUCT was drawn on thinner slices than this CT"
             )
         if spread_out:
             out.warnings.append(f"{what}: ROI '{name}': {spread_out} contour(s) are not parallel to the CT slices")
-        if n_closed == 0:
+        if not by_slice:
             out.skipped[name] = "no closed planar contour on the CT slices" if contours else "no contours"
             continue
         if name in out.masks:
@@ -123,29 +193,31 @@ def _rasterize(rtstruct: pydicom.Dataset, grid: Grid, what: str) -> RoiMasks:
     return out
 
 
-def rasterize(rtstruct_path: str, ct_dir: str) -> dict[str, np.ndarray]:
+def rasterize(rtstruct_path: str, ct_dir: str, plane_tolerance_mm: float = PLANE_TOLERANCE_MM) -> dict[str, np.ndarray]:
     """Every ROI with contours, as a boolean (z, y, x) mask on the grid of the CT series in `ct_dir`.
 
     Public entry point (DESIGN.md section 7). When `ct_dir` holds several CT series, the one the RTSTRUCT
     references is used (by SeriesInstanceUID, else by frame of reference), else the one with the most slices.
+    Messages name the RTSTRUCT by its file name and never the folder (folders are often named after the patient).
     """
     from hnseg.dicom.series import scan_folder
     from hnseg.dicom.volume import plan_stack, planes_from_datasets
 
+    name = Path(rtstruct_path).name
     rtstruct = pydicom.dcmread(rtstruct_path, force=True)
     if getattr(rtstruct, "Modality", None) != "RTSTRUCT":
-        raise InputError(f"{rtstruct_path} is not an RTSTRUCT (Modality {getattr(rtstruct, 'Modality', None)!r})")
+        raise InputError(f"{name} is not an RTSTRUCT (Modality {getattr(rtstruct, 'Modality', None)!r})")
     scan = scan_folder(Path(ct_dir))
     cts = [s for s in scan.series if s.modality == "CT" and s.is_image]
     if not cts:
-        raise InputError(f"no CT series in {ct_dir}")
+        raise InputError(f"no CT series in the folder given as ct_dir for {name}; pass the folder of its CT")
     referenced = referenced_series_uids(rtstruct)
     ct = next((s for s in cts if s.uid in referenced), None)
     if ct is None:
         ct = max(cts, key=lambda s: len(s.instances))
     planes = planes_from_datasets([i.header for i in ct.instances], [str(i.path) for i in ct.instances])
-    grid = plan_stack(planes, f"CT series in {ct_dir}").grid
-    result = rasterize_dataset(rtstruct, grid, what=Path(rtstruct_path).name)
+    grid = plan_stack(planes, ct.label()).grid
+    result = rasterize_dataset(rtstruct, grid, what=name, plane_tolerance_mm=plane_tolerance_mm)
     for warning in result.warnings:
         log.warning(warning)
     return result.masks

@@ -112,7 +112,9 @@ def scan_folder(root: Path) -> ScanResult:
     """Every DICOM series under root, grouped by SeriesInstanceUID, in a deterministic order."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"DICOM folder {root} does not exist")
+        raise FileNotFoundError(
+            "the DICOM folder does not exist"
+        )  # not named: folders are often named after the patient
     files = sorted(Path(dirpath) / name for dirpath, _, names in os.walk(root) for name in names)
     groups: dict[str, Series] = {}
     seen_sops: set[str] = set()
@@ -151,7 +153,7 @@ def scan_folder(root: Path) -> ScanResult:
         else:
             series.instances.append(Instance(path, ds))
     if duplicates:
-        log.info("%s: %d duplicate instance(s) ignored", root.name, duplicates)
+        log.info("%d duplicate instance(s) (same SOPInstanceUID) ignored", duplicates)
     ordered = sorted(
         (s for s in groups.values() if s.instances or s.excluded),
         key=lambda s: (s.modality, s.number if s.number is not None else 1 << 30, s.uid),
