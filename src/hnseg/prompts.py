@@ -1,8 +1,17 @@
 """Stage make_prompts: the targets and the box prompts every method shares (DESIGN.md sections 1, 3.5).
 
 Targets are 3D instances: the GTV-T and the GTV-N labels are each split into 26-connected components (nodes are
-separate targets; a GTV-T is usually one instance). On every axial slice an instance appears on, it gets its
-tight box and a perturbed box: each side pushed out by an independent uniform margin in `margin_mm` (default
+separate targets; a GTV-T is usually one instance). What one target is on a slice is a choice (`target_unit`):
+
+- `instance_3d` (default, as the authors' code and the official MedSAM preprocessing): one target per instance per
+  slice, its box around all of the instance's pixels there, even when they form two blobs on that slice;
+- `object_2d` (the paper's text read literally: "each GTV-T and GTV-N object within the 2D slices"): every 2D
+  connected object of an instance on a slice is its own target. Objects are connected in-plane as the 3D instances
+  are (26 and 18: 8 neighbours; 6: 4). The first object of an instance on a slice (in row-major order) keeps the
+  instance's id, so slices where the instance is one object get the same target, id and box under both choices;
+  further objects get new ids after the last instance's, in order of slice, instance and object.
+
+On every axial slice a target appears on, it gets its tight box and a perturbed box: each side pushed out by an independent uniform margin in `margin_mm` (default
 0-20 mm), converted to pixels with that axis' spacing and rounded down so the margin never exceeds its draw,
 then clipped to the image. The draw is seeded by (seed, patient, slice, instance), so every method, every run
 and every machine see the same prompts, and another patient gets other ones.
@@ -26,6 +35,7 @@ _STRUCTURES = {
     18: ndimage.generate_binary_structure(3, 2),
     26: np.ones((3, 3, 3), bool),
 }
+TARGET_UNITS = ("instance_3d", "object_2d")
 
 
 @dataclass(frozen=True)
@@ -38,13 +48,19 @@ class Prompt:
     margins_mm: tuple[float, float, float, float]  # drawn margins: left, top, right, bottom
 
 
-def split_instances(labels: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, dict[int, str]]:
-    """Instance map (uint16, 0 = background) and instance id -> target, GTV-T instances first, then GTV-N.
+def split_instances(
+    labels: np.ndarray, connectivity: int = 26, target_unit: str = "instance_3d"
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Target map (uint16, 0 = background) and target id -> GTV-T or GTV-N: the targets of every slice.
 
-    Instances are numbered in a stable order: by target, then by the first voxel in (z, y, x) order.
+    3D instances are numbered in a stable order: GTV-T instances first, then GTV-N, each by its first voxel in
+    (z, y, x) order. With target_unit "object_2d", objects beyond an instance's first on a slice get new ids
+    (module docstring).
     """
     if connectivity not in _STRUCTURES:
         raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    if target_unit not in TARGET_UNITS:
+        raise ValueError(f"target_unit must be one of {', '.join(TARGET_UNITS)}, got {target_unit!r}")
     instances = np.zeros(labels.shape, dtype=np.uint16)
     targets: dict[int, str] = {}
     next_id = 1
@@ -54,7 +70,24 @@ def split_instances(labels: np.ndarray, connectivity: int = 26) -> tuple[np.ndar
             instances[components == component] = next_id
             targets[next_id] = target
             next_id += 1
+    if target_unit == "object_2d":
+        _split_into_slice_objects(instances, targets, _STRUCTURES[connectivity][1])
     return instances, targets
+
+
+def _split_into_slice_objects(instances: np.ndarray, targets: dict[int, str], in_plane: np.ndarray) -> None:
+    """Give every 2D object of an instance on a slice, beyond its first, an id of its own (in place)."""
+    next_id = max(targets, default=0) + 1
+    for z in np.flatnonzero(instances.reshape(instances.shape[0], -1).any(axis=1)):
+        plane = instances[z]
+        for instance in np.unique(plane[plane > 0]):
+            objects, n = ndimage.label(plane == instance, structure=in_plane)
+            for extra in range(2, n + 1):  # ndimage numbers objects in row-major order of their first pixel
+                if next_id > np.iinfo(np.uint16).max:
+                    raise ValueError(f"more than {np.iinfo(np.uint16).max} targets: the target map is uint16")
+                plane[objects == extra] = next_id
+                targets[next_id] = targets[int(instance)]
+                next_id += 1
 
 
 def tight_box(mask2d: np.ndarray) -> tuple[int, int, int, int]:
@@ -97,9 +130,10 @@ def make_prompts(
     *,
     margin_mm: tuple[float, float] = (0.0, 20.0),
     connectivity: int = 26,
+    target_unit: str = "instance_3d",
 ) -> list[Prompt]:
-    """Every (slice, instance) prompt of a patient, ordered by slice then instance."""
-    instances, targets = split_instances(labels, connectivity)
+    """Every (slice, target) prompt of a patient, ordered by slice then target id (`split_instances`)."""
+    instances, targets = split_instances(labels, connectivity, target_unit)
     prompts = []
     for z in np.flatnonzero(instances.reshape(instances.shape[0], -1).any(axis=1)):
         for instance in np.unique(instances[z]):
