@@ -44,6 +44,11 @@ def test_shipped_configs_are_valid_and_hold_the_papers_protocol():
         (("split", "ratio"), [470, 94], r"split\.ratio"),
         (("fusion", "ct_window", "width"), 0, r"fusion\.ct_window\.width"),
         (("fusion", "ct_windw"), {}, r"'ct_windw'.*known keys here: ct_window"),
+        # LiteMedSAM's encoder takes 256 x 256 only: any other model size would fail later, inside a job
+        (("fusion", "model_size"), 512, r"fusion\.model_size.*512 is not allowed; allowed values: 256"),
+        (("fusion", "model_size"), 1024, r"fusion\.model_size.*1024 is not allowed; allowed values: 256"),
+        (("prompts", "target_unit"), "blob", r"prompts\.target_unit.*'blob'.*'instance_3d', 'object_2d'"),
+        (("import", "contour_plane_tolerance_mm"), -0.5, r"import\.contour_plane_tolerance_mm"),
     ],
 )
 def test_bad_config_names_the_key(path, value, expected):
@@ -83,3 +88,11 @@ def test_sheet_rows_are_validated(tmp_path):
     sheet.write_text("patient\tdicom_dir\nHN001\t/a\n")
     with pytest.raises(ConfigError, match=r"stratify_by.*'centre'"):
         read_patients_sheet(sheet, stratify_by="centre")
+
+
+def test_import_defaults_are_the_shipped_configs():
+    # `hnseg import` without --config uses ImportOptions(); it must import exactly as the workflow does
+    from hnseg.dicom.importer import ImportOptions, options_from_params
+
+    assert options_from_params(load_config(PAPER)["import"]) == ImportOptions()
+    assert options_from_params(load_config(PAPER, DEMO)["import"]) == ImportOptions()
