@@ -1,8 +1,7 @@
 """The `hnseg` command: small entry points for what a user does outside the workflow.
 
-hnseg check-env                 is this environment able to run the study?
-hnseg synth OUT [--n 12 ...]    write the synthetic DICOM cohort, its truth and a patients sheet
-hnseg split --config ...        print or freeze the train/val/test split
+`hnseg --help` lists every command with what it does (argparse builds the list from the commands themselves, so
+it cannot fall behind); `hnseg COMMAND --help` shows a command's arguments.
 """
 
 from __future__ import annotations
@@ -67,6 +66,67 @@ def _cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    """One patient's DICOM folder to the NIfTIs and JSON records the workflow's import rules write."""
+    import re
+
+    import yaml
+
+    from hnseg.cohort import OK, run_patient_stage
+    from hnseg.config import SCHEMA_DIR, load_config
+    from hnseg.dicom.importer import (
+        ImportOptions,
+        import_ct_and_labels,
+        import_mri,
+        import_pet,
+        options_from_params,
+    )
+
+    pattern = yaml.safe_load((SCHEMA_DIR / "patients.schema.yaml").read_text())["properties"]["patient"]["pattern"]
+    if not re.fullmatch(pattern, args.patient):
+        raise InputError(
+            f"--patient {args.patient!r} is not a valid pseudonymous id: letters, digits, '_' and '-' only, "
+            "starting with a letter or digit, at most 64 characters (the same rule as the patients sheet)"
+        )
+    if not Path(args.dicom_dir).is_dir():  # never named: folders are often named after the patient
+        raise InputError(f"patient {args.patient}: the DICOM folder given does not exist")
+    opts = options_from_params(load_config(*args.config)["import"]) if args.config else ImportOptions()
+    out = Path(args.out_dir)
+    logs = Path(args.log_dir) if args.log_dir else out / "logs"
+    # the three stages of the workflow's import rules, each recorded on its own (ok or failed, with the reason)
+    stages = [
+        ("import_ct", import_ct_and_labels, "import.json", ["ct.nii.gz", "labels.nii.gz"], {}),
+        ("import_pet", import_pet, "pet.json", ["pet.nii.gz"], {"weight_kg": args.weight_kg}),
+        ("import_mri", import_mri, "mri.json", ["t1.nii.gz", "t2.nii.gz"], {}),
+    ]
+    failed = 0
+    terminal = sys.stderr
+    for stage, fn, record_name, volumes, kwargs in stages:
+        try:
+            record = run_patient_stage(
+                out / record_name,
+                logs / f"{stage}.log",
+                args.patient,
+                stage,
+                fn,
+                args.patient,
+                args.dicom_dir,
+                out,
+                opts,
+                outputs=[out / v for v in volumes],
+                **kwargs,
+            )
+        finally:
+            sys.stderr = terminal  # the stage's log took stderr over; give it back to the terminal
+        if record["status"] == OK:
+            print(f"{args.patient}: {stage} ok -> {', '.join(volumes)}, {record_name}")
+        else:
+            failed += 1
+            print(f"{args.patient}: {stage} {record['status']} (see {record_name}): {record.get('reason', '')}")
+    print(f"patient {args.patient}: {len(stages) - failed} of {len(stages)} import stages ok; outputs in {out}")
+    return 2 if failed else 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -121,7 +181,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hnseg", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
     p = sub.add_parser("check-env", help="versions, LiteMedSAM weights, devices; non-zero exit if anything is missing")
     p.set_defaults(func=_cmd_check_env)
@@ -141,6 +201,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing frozen split")
     p.add_argument("--out", metavar="TSV", help="write the split here without freezing it")
     p.set_defaults(func=_cmd_split)
+
+    p = sub.add_parser(
+        "import",
+        help="one patient's DICOM folder to the NIfTIs and JSON records the workflow writes",
+        description="Import one patient's DICOM folder as the workflow's import_ct, import_pet and import_mri rules "
+        "do: ct.nii.gz, labels.nii.gz, import.json; pet.nii.gz, pet.json; t1.nii.gz, t2.nii.gz, mri.json, each "
+        "record with status ok or failed and the reason. Outputs, logs and messages carry the --patient id only, "
+        "never the folder's name. Exit status 2 when a stage refused the data.",
+    )
+    p.add_argument("dicom_dir", metavar="DICOM_DIR", help="the patient's DICOM folder (any layout)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="where the volumes and records go")
+    p.add_argument(
+        "--patient",
+        required=True,
+        metavar="ID",
+        help="the pseudonymous id every output carries (required: never derived from the folder)",
+    )
+    p.add_argument(
+        "--config",
+        nargs="+",
+        metavar="YAML",
+        help="config files whose `import` section to use, later ones layered over earlier (default: the shipped "
+        "config/config.yaml values)",
+    )
+    p.add_argument("--weight-kg", type=float, help="body weight for SUV when the PET header has none")
+    p.add_argument("--log-dir", help="where the stages' logs go (default: OUT_DIR/logs)")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("predict", help="LiteMedSAM on one slice with one box")
     p.add_argument("image", help="an 8-bit PNG or NPY slice, or a CT NIfTI (HU) with --slice")
