@@ -1,0 +1,99 @@
+"""The cohort: patients per subset and branch, targets per subset, and the patients left out and why.
+
+Sources: ``results/split.tsv`` (patient, subset, ...), ``results/cohort.tsv`` (patient, subset, branches, reason;
+``branches`` a comma-separated subset of ct, multimodal, nnunet; ``reason`` why a branch is missing) and the box
+prompts of each patient (``results/prompts/{p}.json``: its target instances and the 2D targets per slice).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
+
+import pandas as pd
+
+BRANCHES = ("ct", "multimodal", "nnunet")
+SUBSET_ORDER = ("train", "val", "test")
+
+
+def read_cohort(split_tsv: str | PathLike[str], cohort_tsv: str | PathLike[str] | None) -> pd.DataFrame:
+    """patient, subset, branches (a tuple), reason: the cohort table, or, without one, every patient of the split
+    in every branch."""
+    split = pd.read_csv(split_tsv, sep="\t", dtype=str, keep_default_na=False)
+    if cohort_tsv is None:
+        cohort = split[["patient", "subset"]].assign(branches=[BRANCHES] * len(split), reason="")
+    else:
+        cohort = pd.read_csv(cohort_tsv, sep="\t", dtype=str, keep_default_na=False)
+        missing = sorted(set(split["patient"]) - set(cohort["patient"]))
+        if missing:
+            raise ValueError(f"{cohort_tsv} lacks patients of {split_tsv}: {', '.join(missing)}; rerun the cohort step")
+        cohort["branches"] = [tuple(b for b in text.split(",") if b) for text in cohort["branches"]]
+    unknown = sorted({b for bs in cohort["branches"] for b in bs} - set(BRANCHES))
+    if unknown:
+        raise ValueError(f"{cohort_tsv}: unknown branches {', '.join(unknown)} (expected {', '.join(BRANCHES)})")
+    return cohort[["patient", "subset", "branches", "reason"]].sort_values("patient", ignore_index=True)
+
+
+def _subsets(cohort: pd.DataFrame) -> list[str]:
+    present = set(cohort["subset"])
+    return [s for s in SUBSET_ORDER if s in present] + sorted(present - set(SUBSET_ORDER))
+
+
+def patients_per_subset(cohort: pd.DataFrame) -> pd.DataFrame:
+    """Per subset: patients, patients in each branch, patients left out of at least one branch, and of all."""
+    rows = []
+    for subset in [*_subsets(cohort), "all"]:
+        members = cohort if subset == "all" else cohort[cohort["subset"] == subset]
+        row = {"subset": subset, "patients": len(members)}
+        for branch in BRANCHES:
+            row[f"in_{branch}"] = int(sum(branch in bs for bs in members["branches"]))
+        row["left_out_of_some"] = int(sum(0 < len(bs) < len(BRANCHES) for bs in members["branches"]))
+        row["left_out_of_all"] = int(sum(len(bs) == 0 for bs in members["branches"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def targets_per_subset(cohort: pd.DataFrame, prompts: Mapping[str, str | PathLike[str]]) -> pd.DataFrame:
+    """Per subset, over the patients with prompts: patients with a GTV-T, with a GTV-N, GTV-N instances (3D) and
+    2D targets (one box prompt each)."""
+    per_patient = {}
+    for patient, path in prompts.items():
+        record = json.loads(Path(path).read_text())
+        instances = list(record.get("instances", {}).values())
+        per_patient[patient] = {
+            "gtvt": "GTV-T" in instances,
+            "gtvn": instances.count("GTV-N"),
+            "boxes": sum(len(s["prompts"]) for s in record.get("slices", [])),
+        }
+    rows = []
+    for subset in [*_subsets(cohort), "all"]:
+        members = cohort["patient"] if subset == "all" else cohort.loc[cohort["subset"] == subset, "patient"]
+        found = [per_patient[p] for p in members if p in per_patient]
+        rows.append(
+            {
+                "subset": subset,
+                "patients_with_prompts": len(found),
+                "with_gtvt": sum(f["gtvt"] for f in found),
+                "with_gtvn": sum(f["gtvn"] > 0 for f in found),
+                "gtvn_instances": sum(f["gtvn"] for f in found),
+                "targets_2d": sum(f["boxes"] for f in found),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def left_out(cohort: pd.DataFrame) -> pd.DataFrame:
+    """patient, subset, missing (branches the patient is not in), reason: every patient not in every branch."""
+    rows = [
+        {
+            "patient": r["patient"],
+            "subset": r["subset"],
+            "missing": ",".join(b for b in BRANCHES if b not in r["branches"]),
+            "reason": r["reason"],
+        }
+        for r in cohort.to_dict("records")
+        if len(r["branches"]) < len(BRANCHES)
+    ]
+    return pd.DataFrame(rows, columns=["patient", "subset", "missing", "reason"])
