@@ -22,3 +22,8 @@ test: lint
 
 test-all: lint
 	$(BIN)/python -m pytest -m ""
+
+# local iterations: the suite without the tests marked slow (CI runs everything: `make test`)
+.PHONY: test-quick
+test-quick: lint
+	$(BIN)/python -m pytest -m "not slow"

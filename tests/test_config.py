@@ -1,5 +1,8 @@
-"""Config and patients-sheet validation: the shipped configs are valid; bad ones name the key and the fix."""
+"""Config and patients-sheet validation: the shipped configs are valid; bad ones name the key and the fix. Also the
+project's own test configuration: the README's test command (`make test`, which CI runs) runs every test."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,34 @@ def test_import_defaults_are_the_shipped_configs():
 
     assert options_from_params(load_config(PAPER)["import"]) == ImportOptions()
     assert options_from_params(load_config(PAPER, DEMO)["import"]) == ImportOptions()
+
+
+def test_the_readme_test_command_runs_the_slow_tests_and_test_quick_does_not():
+    # `make test` runs plain `pytest`: the pyproject options must not deselect the tests marked slow
+    collected = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_messy_import.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "deselected" not in collected
+    assert "test_each_flag_gives_the_same_bytes_twice[" in collected  # a test marked slow
+    make = {
+        target: subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        for target in ("test", "test-quick")
+    }
+    pytest_lines = {
+        t: [ln.split("python -m ")[-1] for ln in out.splitlines() if "pytest" in ln] for t, out in make.items()
+    }
+    assert pytest_lines == {"test": ["pytest"], "test-quick": ['pytest -m "not slow"']}
