@@ -18,6 +18,7 @@ include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/import.smk"
 include: "workflow/rules/registration.smk"
+include: "workflow/rules/cohort.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/fusion.smk"
 include: "workflow/rules/litemedsam.smk"
@@ -27,5 +28,11 @@ include: "workflow/rules/evaluate.smk"
 
 rule all:
     input:
-        final_outputs(),
+        synthetic_cohort_outputs(),
+        "results/split.tsv",
+        outputs_after_the_cohort,
     default_target: True
+
+
+onsuccess:
+    print_cohort_summary()

@@ -39,6 +39,7 @@ def test_hash_changes_with_a_module_in_the_closure_only(tmp_path, monkeypatch):
 
     def digest():
         provenance.import_closure.cache_clear()
+        provenance._module_imports.cache_clear()
         provenance.import_closure_hash.cache_clear()
         return import_closure_hash(script)
 

@@ -71,6 +71,12 @@ def imported_modules(path: Path, name: str | None = None) -> set[str]:
 
 
 @cache
+def _module_imports(module: str) -> frozenset[str]:
+    """imported_modules of a package module, parsed once per process (many scripts share modules)."""
+    return frozenset(imported_modules(module_file(module), module))
+
+
+@cache
 def import_closure(script: str | Path) -> tuple[str, ...]:
     """Every hnseg module that running `script` imports, transitively, sorted."""
     seen: set[str] = set()
@@ -80,7 +86,7 @@ def import_closure(script: str | Path) -> tuple[str, ...]:
         if module in seen:
             continue
         seen.add(module)
-        todo.extend(imported_modules(module_file(module), module) - seen)
+        todo.extend(_module_imports(module) - seen)
     return tuple(sorted(seen))
 
 

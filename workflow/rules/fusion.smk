@@ -13,7 +13,12 @@ rule fuse_slices:
         mri_percentiles=config["fusion"]["mri_percentiles"],
         model_size=config["fusion"]["model_size"],
         connectivity=config["prompts"]["node_connectivity"],
+        target_unit=config["prompts"]["target_unit"],
         code=script_code("fuse_slices.py"),
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
     log:
         "logs/fuse_slices/{fusion}/{patient}.log",
     benchmark:
@@ -31,7 +36,13 @@ rule preview_slices:
     params:
         n_slices=4,
         code=script_code("preview_slices.py"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     log:
         "logs/preview_slices/{fusion}/{patient}.log",
+    benchmark:
+        "results/benchmarks/preview_slices/{fusion}/{patient}.tsv"
     script:
         "../scripts/preview_slices.py"

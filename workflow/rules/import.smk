@@ -9,8 +9,6 @@ rule import_ct:
     input:
         dicom=patient_dicom_dir,
     output:
-        ct="results/imported/{patient}/ct.nii.gz",
-        labels="results/imported/{patient}/labels.nii.gz",
         record="results/imported/{patient}/import.json",
     params:
         options=import_options(),
@@ -31,7 +29,6 @@ rule import_pet:
     input:
         dicom=patient_dicom_dir,
     output:
-        pet="results/imported/{patient}/pet.nii.gz",
         record="results/imported/{patient}/pet.json",
     params:
         options=import_options(),
@@ -53,8 +50,6 @@ rule import_mri:
     input:
         dicom=patient_dicom_dir,
     output:
-        t1="results/imported/{patient}/t1.nii.gz",
-        t2="results/imported/{patient}/t2.nii.gz",
         record="results/imported/{patient}/mri.json",
     params:
         options=import_options(),

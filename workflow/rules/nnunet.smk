@@ -1,40 +1,30 @@
-# nnU-Net v2 baselines (DESIGN.md sections 3.9 and 4): `nobox` (CT, PET, T1w, T2w) and `box` (plus the slice-wise
-# boxes of every target, from the shared prompts). Per variant: the raw dataset with the study's split pinned in
+# nnU-Net v2 baselines (DESIGN.md sections 3.9 and 4): `nobox` (CT, PET, T1w, T2w) and `box` (plus the slice-wise boxes
+# of every target, from the shared prompts). Per variant: the raw dataset with the study's split pinned in
 # splits_final.json, nnU-Net's plans and preprocessing, training of fold 0 (resumable), prediction of the evaluated
 # patients. nnunet_nobox_boxmasked is the no-box prediction kept only inside the boxes. Every nnU-Net folder is
 # under results/nnunet/ (raw, preprocessed, results); hnseg.nnunet.run sets nnU-Net's environment per job.
-
-import hnseg.nnunet
-
-
-def nnunet_prompts(dataset, patients):
-    """The prompts of the patients for the box dataset (its box channel), none for the no-box dataset."""
-    if hnseg.nnunet.parse_dataset_name(dataset)[0] == "box":
-        return expand("results/prompts/{patient}.json", patient=patients)
-    return []
+# Patients: the cohort's nnunet branch (every patient with CT, PET, T1w and T2w on the CT grid).
 
 
 wildcard_constraints:
-    nnunet_dataset="|".join(hnseg.nnunet.dataset_names(config["nnunet"]).values()),
-    nnunet_variant="|".join(hnseg.nnunet.VARIANTS),
+    nnunet_dataset="|".join(NNUNET_DATASETS.values()),
+    nnunet_variant="|".join(NNUNET_DATASETS),
 
 
 rule nnunet_dataset:
     input:
-        ct=expand("results/registered/{patient}/ct.nii.gz", patient=TRAIN + VAL),
-        pet=expand("results/registered/{patient}/pet.nii.gz", patient=TRAIN + VAL),
-        t1=expand("results/registered/{patient}/t1.nii.gz", patient=TRAIN + VAL),
-        t2=expand("results/registered/{patient}/t2.nii.gz", patient=TRAIN + VAL),
-        labels=expand("results/registered/{patient}/labels.nii.gz", patient=TRAIN + VAL),
-        prompts=lambda wc: nnunet_prompts(wc.nnunet_dataset, TRAIN + VAL),
+        unpack(nnunet_training_volumes),
     output:
         directory("results/nnunet/raw/{nnunet_dataset}"),
     params:
-        patients=TRAIN + VAL,
-        train=TRAIN,
-        val=VAL,
+        patients=nnunet_training_patients,
+        train=nnunet_train_patients,
+        val=nnunet_val_patients,
         code=script_code("nnunet_dataset.py"),
     threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
     log:
         "logs/nnunet_dataset/{nnunet_dataset}.log",
     benchmark:
@@ -47,34 +37,39 @@ rule nnunet_dataset:
 # then re-predicts without re-planning or re-training.
 rule nnunet_test_images:
     input:
-        ct=expand("results/registered/{patient}/ct.nii.gz", patient=EVALUATED),
-        pet=expand("results/registered/{patient}/pet.nii.gz", patient=EVALUATED),
-        t1=expand("results/registered/{patient}/t1.nii.gz", patient=EVALUATED),
-        t2=expand("results/registered/{patient}/t2.nii.gz", patient=EVALUATED),
-        prompts=lambda wc: nnunet_prompts(wc.nnunet_dataset, EVALUATED),
+        unpack(nnunet_evaluated_volumes),
     output:
         temp(directory("results/nnunet/imagesTs/{nnunet_dataset}")),
     params:
-        patients=EVALUATED,
+        patients=nnunet_evaluated_patients,
         code=script_code("nnunet_test_images.py"),
     threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
     log:
         "logs/nnunet_test_images/{nnunet_dataset}.log",
+    benchmark:
+        "results/benchmarks/nnunet_test_images/{nnunet_dataset}.tsv"
     script:
         "../scripts/nnunet_test_images.py"
 
 
+# Fingerprint and preprocessing are CPU work in nnU-Net's own worker processes (one per thread), no GPU.
 rule nnunet_plan:
     input:
         "results/nnunet/raw/{nnunet_dataset}",
     output:
         directory("results/nnunet/preprocessed/{nnunet_dataset}"),
     params:
-        dataset_id=lambda wc: hnseg.nnunet.parse_dataset_name(wc.nnunet_dataset)[1],
+        dataset_id=nnunet_dataset_id,
         configuration=config["nnunet"]["configuration"],
         foreground_samples=config["nnunet"]["fingerprint_samples"],
         code=script_code("nnunet_plan.py"),
-    threads: workflow.cores
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=240,
     log:
         "logs/nnunet_plan/{nnunet_dataset}.log",
     benchmark:
@@ -91,18 +86,21 @@ rule nnunet_train:
     output:
         "results/nnunet/results/{nnunet_dataset}/training.json",
     params:
-        dataset_id=lambda wc: hnseg.nnunet.parse_dataset_name(wc.nnunet_dataset)[1],
+        dataset_id=nnunet_dataset_id,
         configuration=config["nnunet"]["configuration"],
         epochs=config["nnunet"]["epochs"],
         iterations_per_epoch=config["nnunet"]["iterations_per_epoch"],
         val_iterations_per_epoch=config["nnunet"]["val_iterations_per_epoch"],
+        checkpoint_every=config["nnunet"]["checkpoint_every"],
         device=config["nnunet"]["device"],
         seed=config["nnunet"]["seed"],
         final_validation=config["nnunet"]["final_validation"],
         code=script_code("nnunet_train.py"),
+    threads: gpu_job_threads()
     resources:
         gpu=1,
-    threads: workflow.cores
+        mem_mb=32000,
+        runtime=nnunet_training_minutes,
     log:
         "logs/nnunet_train/{nnunet_dataset}.log",
     benchmark:
@@ -113,23 +111,21 @@ rule nnunet_train:
 
 rule nnunet_predict:
     input:
-        raw=lambda wc: f"results/nnunet/raw/{hnseg.nnunet.dataset_for(config['nnunet'], wc.nnunet_variant)}",
-        images=lambda wc: f"results/nnunet/imagesTs/{hnseg.nnunet.dataset_for(config['nnunet'], wc.nnunet_variant)}",
-        model=lambda wc: f"results/nnunet/results/{hnseg.nnunet.dataset_for(config['nnunet'], wc.nnunet_variant)}/training.json",
-        references=expand("results/imported/{patient}/labels.nii.gz", patient=EVALUATED),
+        unpack(nnunet_predict_inputs),
     output:
-        predictions=expand("results/predictions/nnunet_{{nnunet_variant}}/{patient}.nii.gz", patient=EVALUATED),
-        timings="results/predictions/nnunet_{nnunet_variant}/timings.json",
+        directory("results/predictions/nnunet_{nnunet_variant}"),
     params:
-        patients=EVALUATED,
-        dataset_id=lambda wc: config["nnunet"][f"dataset_id_{wc.nnunet_variant}"],
+        patients=nnunet_evaluated_patients,
+        dataset_id=nnunet_dataset_id,
         configuration=config["nnunet"]["configuration"],
         device=config["nnunet"]["device"],
         tta=config["nnunet"]["tta"],
         code=script_code("nnunet_predict.py"),
+    threads: gpu_job_threads()
     resources:
         gpu=1,
-    threads: workflow.cores
+        mem_mb=16000,
+        runtime=120,
     log:
         "logs/nnunet_predict/{nnunet_variant}.log",
     benchmark:
@@ -140,15 +136,19 @@ rule nnunet_predict:
 
 rule nnunet_boxmask:
     input:
-        predictions=expand("results/predictions/nnunet_nobox/{patient}.nii.gz", patient=EVALUATED),
-        prompts=expand("results/prompts/{patient}.json", patient=EVALUATED),
+        unpack(nnunet_boxmask_inputs),
     output:
-        predictions=expand("results/predictions/nnunet_nobox_boxmasked/{patient}.nii.gz", patient=EVALUATED),
-        summary="results/predictions/nnunet_nobox_boxmasked/boxmask.json",
+        directory("results/predictions/nnunet_nobox_boxmasked"),
     params:
-        patients=EVALUATED,
+        patients=nnunet_evaluated_patients,
         code=script_code("nnunet_boxmask.py"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     log:
         "logs/nnunet_boxmask.log",
+    benchmark:
+        "results/benchmarks/nnunet_boxmask.tsv"
     script:
         "../scripts/nnunet_boxmask.py"

@@ -11,8 +11,15 @@ rule make_prompts:
         margin_mm=config["prompts"]["margin_mm"],
         seed=config["prompts"]["seed"],
         connectivity=config["prompts"]["node_connectivity"],
+        target_unit=config["prompts"]["target_unit"],
         code=script_code("make_prompts.py"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     log:
         "logs/make_prompts/{patient}.log",
+    benchmark:
+        "results/benchmarks/make_prompts/{patient}.tsv"
     script:
         "../scripts/make_prompts.py"

@@ -14,8 +14,14 @@ rule split_cohort:
         stratify_by=config["split"]["stratify_by"],
         frozen=config["split"]["frozen"],
         code=script_code("split_cohort.py"),
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
     log:
         "logs/split_cohort.log",
+    benchmark:
+        "results/benchmarks/split_cohort.tsv"
     localrule: True
     script:
         "../scripts/split_cohort.py"

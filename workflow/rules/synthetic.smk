@@ -9,6 +9,10 @@ rule synthesize_patient:
         seed=config["synthetic"]["seed"],
         size=config["synthetic"]["size"],
         code=script_code("synthesize_patient.py"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=15,
     log:
         "logs/synthesize_patient/{patient}.log",
     benchmark:
@@ -24,8 +28,15 @@ rule synthesize_cohort:
         "resources/synthetic/patients.tsv",
     params:
         patients=PATIENTS,
+        code=script_code("synthesize_cohort.py"),
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
     log:
         "logs/synthesize_cohort.log",
+    benchmark:
+        "results/benchmarks/synthesize_cohort.tsv"
     localrule: True
     script:
         "../scripts/synthesize_cohort.py"

@@ -30,7 +30,7 @@ rgb = fuse_volume(
     t2=volume("t2"),
     mri_percentiles=tuple(sm.params.mri_percentiles),
 )
-instances, targets = split_instances(labels, sm.params.connectivity)
+instances, targets = split_instances(labels, sm.params.connectivity, sm.params.target_unit)
 slices = [int(z) for z in np.flatnonzero(instances.reshape(instances.shape[0], -1).any(axis=1))]
 info = write_shard(
     sm.output[0],

@@ -9,14 +9,13 @@ from hnseg.runlog import run_stage
 
 
 def main(sm):
+    predictions, out_dir = Path(sm.input.predictions), Path(sm.output[0])
     cases = [
-        {"patient": p, "prediction": pred, "prompts": prompts, "out": out}
-        for p, pred, prompts, out in zip(
-            sm.params.patients, sm.input.predictions, sm.input.prompts, sm.output.predictions, strict=True
-        )
+        {"patient": p, "prediction": predictions / f"{p}.nii.gz", "prompts": prompts, "out": out_dir / f"{p}.nii.gz"}
+        for p, prompts in zip(sm.params.patients, sm.input.prompts, strict=True)
     ]
     summary = boxmask_predictions(cases)
-    Path(sm.output.summary).write_text(json.dumps(summary, indent=1) + "\n")
+    (out_dir / "boxmask.json").write_text(json.dumps(summary, indent=1) + "\n")
     for patient, counts in summary.items():
         logging.getLogger("hnseg").info("%s: %s", patient, counts)
 

@@ -15,21 +15,23 @@ def main(sm):
     raw = Path(sm.input.raw)
     root = raw.parents[1]  # results/nnunet
     n_channels = len(json.loads((raw / "dataset.json").read_text())["channel_names"])
+    out_dir = Path(sm.output[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
     cases = [
         {
             "patient": p,
             "images": [Path(sm.input.images) / image_name(p, i) for i in range(n_channels)],
             "reference": reference,
-            "out": out,
+            "out": out_dir / f"{p}.nii.gz",
         }
-        for p, reference, out in zip(sm.params.patients, sm.input.references, sm.output.predictions, strict=True)
+        for p, reference in zip(sm.params.patients, sm.input.references, strict=True)
     ]
     with contextlib.redirect_stdout(sys.stderr), job_device(sm.params.device) as device:
         timings = predict(
             root, sm.params.dataset_id, sm.params.configuration, cases, device, sm.threads, tta=sm.params.tta
         )
     timings["variant"] = sm.wildcards.nnunet_variant
-    Path(sm.output.timings).write_text(json.dumps(timings, indent=1) + "\n")
+    (out_dir / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
 
 
 if __name__ == "__main__":

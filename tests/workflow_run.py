@@ -1,0 +1,131 @@
+"""Running the Snakemake workflow for real from tests: the command, the job table of a dry run, a small cohort.
+
+The complete run (fixture `complete_run` in conftest.py) is built once per test session and shared by every test
+that needs a finished study: the report, `snakemake --report`, the rerun table, the cohort's exclusions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "config" / "config.yaml"
+DEMO = ROOT / "config" / "demo.yaml"
+
+
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None, timeout: int = 1800
+) -> subprocess.CompletedProcess:
+    """`snakemake` on the repository's workflow in `workdir`, with the default profile and 2 cores."""
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+        "--workflow-profile", str(ROOT / "profiles" / "default"), "--cores", "2", *args,
+    ]  # fmt: skip
+    result = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Rule -> count from the job table a dry run prints ({} when there is nothing to do)."""
+    lines = dry_run_output.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("job") and "count" in ln), None)
+    if start is None:
+        return {}
+    jobs: dict[str, int] = {}
+    for line in lines[start + 2 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        if parts[0] != "total":
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+# The complete run's cohort: four clean synthetic patients, one without MR, one whose CT series misses a slice
+# through the tumour (the importer refuses it). The split is frozen so that every branch has train, val and test
+# patients: HN05 (no MR) is a test patient of the CT-only branch, HN06 (broken CT) is left out of everything.
+COHORT = {
+    "HN01": ("train", []),
+    "HN02": ("train", []),
+    "HN03": ("val", []),
+    "HN04": ("test", []),
+    "HN05": ("test", ["mr_missing"]),
+    "HN06": ("train", ["missing_ct_slice"]),
+}
+SEED = 2024
+
+# Tiny training settings: every stage runs for real, none learns much.
+SETTINGS = """
+litemedsam:
+  finetune:
+    max_epochs: 2
+    batch_size: 2
+    max_steps_per_epoch: 1
+    max_val_samples: 4
+    train_encoder: false
+nnunet:
+  epochs: 1
+  iterations_per_epoch: 1
+  val_iterations_per_epoch: 1
+  tta: false
+  fingerprint_samples: 100000
+  final_validation: false
+"""
+
+
+@dataclass
+class CompleteRun:
+    workdir: Path
+    configs: list[str]
+    stdout: str = ""
+    stderr: str = ""
+    patients: dict[str, str] = field(default_factory=dict)  # patient -> subset
+
+    def run(self, *args: str, extra_configs=(), workdir: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+        """snakemake in this run's folder (or a copy of it) with its configs, plus extra config files layered on top."""
+        configs = [*self.configs, *map(str, extra_configs)]
+        return snakemake(workdir or self.workdir, *args, "--configfile", *configs, **kwargs)
+
+    def copy(self, destination: Path) -> Path:
+        """A copy of the finished run (results, logs, Snakemake's metadata) to change without touching this one."""
+        shutil.copytree(self.workdir, destination, symlinks=True, ignore=shutil.ignore_patterns("cohort"))
+        return destination
+
+
+def write_cohort(root: Path) -> tuple[Path, Path]:
+    """The DICOM folders, patients sheet and frozen split of COHORT under root; returns (sheet, split)."""
+    from hnseg.synthetic import generate_patient
+    from hnseg.synthetic.messy import make_messy_patient
+
+    rows, split = ["patient\tdicom_dir"], ["patient\tsubset"]
+    for patient, (subset, variants) in COHORT.items():
+        dicom, truth = root / "dicom" / patient, root / "truth" / patient
+        if variants:
+            make_messy_patient(patient, SEED, dicom, truth, variants)
+        else:
+            generate_patient(patient, SEED, dicom, truth)
+        rows.append(f"{patient}\t{dicom}")
+        split.append(f"{patient}\t{subset}")
+    sheet, frozen = root / "patients.tsv", root / "split.tsv"
+    sheet.write_text("\n".join(rows) + "\n")
+    frozen.write_text("\n".join(split) + "\n")
+    return sheet, frozen
+
+
+def build_complete_run(workdir: Path) -> CompleteRun:
+    sheet, frozen = write_cohort(workdir / "cohort")
+    small = workdir / "complete.yaml"
+    small.write_text(f"patients: {sheet}\nsynthetic:\n  enabled: false\nsplit:\n  frozen: {frozen}\n{SETTINGS}")
+    run = CompleteRun(workdir, [str(PAPER), str(DEMO), str(small)], patients={p: s for p, (s, _) in COHORT.items()})
+    result = run.run()
+    run.stdout, run.stderr = result.stdout, result.stderr
+    return run
