@@ -133,7 +133,15 @@ def imported(kind, patients=None):
 
 
 def registration_options():
-    return dict(config["registration"])
+    """What register_mri reads of the registration section: all but the QC-only keys, so a QC number never
+    reruns a registration."""
+    from hnseg.registration.options import registration_params
+
+    return registration_params(config["registration"])
+
+
+def registration_qc_options():
+    return dict(config["registration"]["qc"])
 
 
 def registration_threads():
@@ -142,15 +150,23 @@ def registration_threads():
     return 1 if reg["deterministic"] else reg["threads"]
 
 
-def registration_inputs(wildcards):
-    """The imported CT, labels and MR; on the synthetic cohort also the truth, for TRE and Dice in qc.json."""
+def resample_pet_inputs(wildcards):
+    """The records of the CT and PET imports (the volumes lie beside them)."""
     imported = f"results/imported/{wildcards.patient}"
-    inputs = {
-        "ct": f"{imported}/ct.nii.gz",
-        "labels": f"{imported}/labels.nii.gz",
-        "t1": f"{imported}/t1.nii.gz",
-        "t2": f"{imported}/t2.nii.gz",
-    }
+    return {"ct_record": f"{imported}/import.json", "pet_record": f"{imported}/pet.json"}
+
+
+def register_mri_inputs(wildcards):
+    """The records of the CT and MR imports (the volumes lie beside them)."""
+    imported = f"results/imported/{wildcards.patient}"
+    return {"ct_record": f"{imported}/import.json", "mri_record": f"{imported}/mri.json"}
+
+
+def registration_qc_inputs(wildcards):
+    """The registration records (register_mri's, and resample_pet's for the CT and labels beside it); on the
+    synthetic cohort also the truth, for TRE and GTV-T Dice in qc.json."""
+    registered = f"results/registered/{wildcards.patient}"
+    inputs = {"mri_record": f"{registered}/mri.json", "pet_record": f"{registered}/pet.json"}
     if config["synthetic"]["enabled"]:
         inputs["truth"] = f"resources/synthetic/truth/{wildcards.patient}"
     return inputs

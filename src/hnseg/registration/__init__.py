@@ -1,18 +1,17 @@
-"""Stage register_mri: T1w and T2w to the CT with ANTs (rigid, then SyN), PET onto the CT grid, and QC.
+"""MRI to CT (ANTs: rigid, then SyN), PET onto the CT grid, and the registration QC: three workflow rules.
 
-    resample_pet(patient, ct, labels, pet, out_dir, body_threshold_hu)       rule resample_pet (also CT, labels)
-    register_mri(patient, ct, labels, {"t1": .., "t2": ..}, out_dir, options, truth_dir=None)   rule register_mri
-    options_from_params(config["registration"]) / load_options(demo=False)
+    pet.resample_pet(patient, ct, labels, pet, out_dir, body_threshold_hu)      rule resample_pet
+    mri.register_mri(patient, ct, {"t1": .., "t2": ..}, out_dir, options)        rule register_mri
+    qc_stage.registration_qc(patient, mri_record, registered_dir, qc_options, truth_dir=None)   rule registration_qc
+    options.options_from_params(config["registration"]) / load_options(demo=False) / load_qc_options()
 
-Modules: options (the config section as typed objects), ants_register (threads and seed, the antsRegistration
-stages, applying transforms), resample (grids, PET, what the metric sees), masks (CT and MR bodies), qc
-(similarity, overlap, TRE, Dice, flags, the figure), stage (the three per-patient entry points).
+Modules: options (the config section as typed objects), images (reading, checking, writing volumes; grids as JSON),
+ants_register (threads and seed, the antsRegistration stages, applying transforms), resample (grids, PET, what the
+metric sees), masks (CT and MR bodies, their overlap), pet, mri and qc_stage (the three rules' entry points), qc
+(similarity, TRE, Dice, flags, the figure).
 
-Importing this package does not import ants: ITK's thread count must be set before antspyx first runs, which
-`ants_register.configure_ants` does (register_mri calls it).
+This file imports nothing. A rule's code trigger is the import closure of its script (hnseg.provenance), and
+importing any submodule runs this file first: importing the stages here would put the QC into the registration's
+closure, and ants into every parse. Scripts import the submodules they run. Importing the package does not import
+ants either: ITK's thread count must be set before antspyx first runs, which `ants_register.configure_ants` does.
 """
-
-from hnseg.registration.options import RegistrationOptions, load_options, options_from_params
-from hnseg.registration.stage import copy_ct, register_mri, resample_pet
-
-__all__ = ["RegistrationOptions", "copy_ct", "load_options", "options_from_params", "register_mri", "resample_pet"]

@@ -1,4 +1,5 @@
-"""Body masks of the CT and of an MR: what the registration metric and the QC look at."""
+"""Body masks of the CT and of an MR, and how much two bodies overlap: what the registration metric and the QC
+look at."""
 
 from __future__ import annotations
 
@@ -50,3 +51,14 @@ def mr_body_mask(mr: sitk.Image, fraction: float) -> sitk.Image:
 
 def volume_ml(mask: sitk.Image) -> float:
     return float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * float(np.prod(mask.GetSpacing())) / 1000.0
+
+
+def overlap_coefficient(ct_body: sitk.Image, mr_body_on_ct: sitk.Image, mr_body_ml: float) -> float:
+    """|CT body and MR body| / min(|CT body|, |MR body|), volumes in ml; the MR body as mapped onto the CT grid,
+    its full volume measured on its own grid (so an MR mapped off the grid loses overlap, not size)."""
+    voxel_ml = float(np.prod(ct_body.GetSpacing())) / 1000.0
+    a = sitk.GetArrayViewFromImage(ct_body) > 0
+    b = sitk.GetArrayViewFromImage(mr_body_on_ct) > 0
+    both = float(np.count_nonzero(a & b)) * voxel_ml
+    smaller = min(float(np.count_nonzero(a)) * voxel_ml, mr_body_ml)
+    return round(both / smaller, 4) if smaller > 0 else 0.0

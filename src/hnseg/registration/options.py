@@ -2,7 +2,13 @@
 
 Every number of the stage lives in config/config.yaml (documented key by key there) and reaches the rules through
 `params:`; nothing here has a default of its own, so the config file is the single source of the protocol.
-`load_options()` reads the repository's config files, for tests, benchmarks and interactive use.
+`load_options()` and `load_qc_options()` read the repository's config files, for tests, benchmarks and interactive
+use.
+
+Two rules read the section. register_mri reads everything but `qc`, except the two `qc` keys that decide where a
+registration starts and what counts as the MR's body (:data:`REGISTRATION_QC_KEYS`); registration_qc reads `qc`
+(:class:`QcOptions`) and takes what the registration saw from its record. So a QC number (a flag threshold, the
+slices of the figure) reruns the QC alone, never a registration.
 """
 
 from __future__ import annotations
@@ -35,11 +41,19 @@ class StageOptions:
     total_sigma: float | None = None  # SyN only: total field variance
 
 
+# The keys of registration.qc that the registration itself reads: `auto` initialisation trusts the scanner coordinates
+# when the bodies overlap by at least min_overlap; the MR body is the voxels above mr_body_fraction of its 99th
+# percentile. The other qc keys only shape qc.json and qc.png.
+REGISTRATION_QC_KEYS = ("min_overlap", "mr_body_fraction")
+
+
 @dataclass(frozen=True)
 class QcOptions:
+    """What registration_qc reads of `registration.qc` (mr_body_fraction is the registration's: the QC takes the MR
+    body as the registration defined it, from its record)."""
+
     min_overlap: float  # overlap coefficient of the CT and MR bodies below which an MR "does not overlap" the CT
     max_mi_drop: float  # relative fall of the body mutual information that flags a registration as making it worse
-    mr_body_fraction: float  # MR body = voxels above this fraction of the MR's 99th percentile
     histogram_bins: int  # bins of the mutual information reported in qc.json
     slices: int  # axial slices through the tumour in qc.png
 
@@ -58,14 +72,23 @@ class RegistrationOptions:
     crop_margin_mm: float
     rigid: StageOptions
     syn: StageOptions
-    qc: QcOptions
+    min_overlap: float  # registration.qc.min_overlap (see REGISTRATION_QC_KEYS)
+    mr_body_fraction: float  # registration.qc.mr_body_fraction
 
     @property
     def itk_threads(self) -> int:
         return 1 if self.deterministic else self.threads
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The options in the config's shape: :func:`options_from_params` of this gives them back."""
+        params = asdict(self)
+        params["ct_clip_hu"] = list(self.ct_clip_hu)
+        params["qc"] = {key: params.pop(key) for key in REGISTRATION_QC_KEYS}
+        for stage in ("rigid", "syn"):
+            params[stage] = {
+                k: list(v) if isinstance(v, tuple) else v for k, v in params[stage].items() if v is not None
+            }
+        return params
 
 
 def _stage(name: str, params: dict[str, Any], syn: bool) -> StageOptions:
@@ -94,6 +117,12 @@ def _stage(name: str, params: dict[str, Any], syn: bool) -> StageOptions:
     )
 
 
+def _qc_key(qc: dict[str, Any], key: str) -> Any:
+    if key not in qc:
+        raise ConfigError(f"config key 'registration.qc.{key}' is missing (config/config.yaml defines every key)")
+    return qc[key]
+
+
 def options_from_params(params: dict[str, Any]) -> RegistrationOptions:
     """RegistrationOptions from the `registration` section of the config (as the rules pass it in params)."""
     try:
@@ -107,7 +136,6 @@ def options_from_params(params: dict[str, Any]) -> RegistrationOptions:
         lo, hi = (float(v) for v in params["ct_clip_hu"])
         if not lo < hi:
             raise ConfigError(f"config key 'registration.ct_clip_hu': {[lo, hi]} must be [low, high] with low < high")
-        qc = params["qc"]
         return RegistrationOptions(
             metric=params["metric"],
             deterministic=bool(params["deterministic"]),
@@ -121,13 +149,8 @@ def options_from_params(params: dict[str, Any]) -> RegistrationOptions:
             crop_margin_mm=float(params["crop_margin_mm"]),
             rigid=_stage("rigid", params["rigid"], syn=False),
             syn=_stage("syn", params["syn"], syn=True),
-            qc=QcOptions(
-                min_overlap=float(qc["min_overlap"]),
-                max_mi_drop=float(qc["max_mi_drop"]),
-                mr_body_fraction=float(qc["mr_body_fraction"]),
-                histogram_bins=int(qc["histogram_bins"]),
-                slices=int(qc["slices"]),
-            ),
+            min_overlap=float(_qc_key(params["qc"], "min_overlap")),
+            mr_body_fraction=float(_qc_key(params["qc"], "mr_body_fraction")),
         )
     except KeyError as exc:
         raise ConfigError(
@@ -135,14 +158,45 @@ def options_from_params(params: dict[str, Any]) -> RegistrationOptions:
         ) from None
 
 
-def load_options(*overrides: str | Path, demo: bool = False, **changes: Any) -> RegistrationOptions:
-    """Options from the repository's config/config.yaml (plus config/demo.yaml when `demo`, plus any further
-    YAML files), with top-level `registration` keys replaced by `changes` (e.g. deterministic=False)."""
+def registration_params(section: dict[str, Any]) -> dict[str, Any]:
+    """What register_mri reads of the config's `registration` section: all of it but the QC-only keys."""
+    params = {k: v for k, v in section.items() if k != "qc"}
+    params["qc"] = {k: section["qc"][k] for k in REGISTRATION_QC_KEYS}
+    return params
+
+
+def qc_options_from_params(qc: dict[str, Any]) -> QcOptions:
+    """QcOptions from the `registration.qc` section of the config (as the registration_qc rule passes it)."""
+    try:
+        return QcOptions(
+            min_overlap=float(qc["min_overlap"]),
+            max_mi_drop=float(qc["max_mi_drop"]),
+            histogram_bins=int(qc["histogram_bins"]),
+            slices=int(qc["slices"]),
+        )
+    except KeyError as exc:
+        raise ConfigError(
+            f"config key 'registration.qc.{exc.args[0]}' is missing (config/config.yaml defines every key)"
+        ) from None
+
+
+def _section(overrides: tuple[str | Path, ...], demo: bool) -> dict[str, Any]:
     from hnseg.config import REPO_ROOT, load_config
 
     files = [REPO_ROOT / "config" / "config.yaml"]
     if demo:
         files.append(REPO_ROOT / "config" / "demo.yaml")
-    params = dict(load_config(*files, *overrides)["registration"])
+    return dict(load_config(*files, *overrides)["registration"])
+
+
+def load_options(*overrides: str | Path, demo: bool = False, **changes: Any) -> RegistrationOptions:
+    """Options from the repository's config/config.yaml (plus config/demo.yaml when `demo`, plus any further
+    YAML files), with top-level `registration` keys replaced by `changes` (e.g. deterministic=False)."""
+    params = _section(overrides, demo)
     params.update(changes)
     return options_from_params(params)
+
+
+def load_qc_options(*overrides: str | Path, demo: bool = False, **changes: Any) -> QcOptions:
+    """QC options from the repository's config files, like :func:`load_options`, `changes` replacing qc keys."""
+    return qc_options_from_params({**_section(overrides, demo)["qc"], **changes})

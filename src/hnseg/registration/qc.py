@@ -1,5 +1,8 @@
-"""Registration QC: similarity on the CT body, body overlap, landmark TRE and GTV-T Dice against the synthetic
-truth, the flags, and the checkerboard figure."""
+"""Registration QC measures: similarity on the CT body, landmark TRE and GTV-T Dice against the synthetic truth, the
+flags, and the checkerboard figure (body overlap is `masks.overlap_coefficient`, which the registration also uses).
+
+Only the registration_qc rule runs this module (through `qc_stage`); nothing the registration runs imports it, so
+editing a measure or the figure reruns the QC and never a registration."""
 
 from __future__ import annotations
 
@@ -42,17 +45,6 @@ def similarity(ct: sitk.Image, mr: sitk.Image, body: sitk.Image, bins: int) -> d
     a = sitk.GetArrayViewFromImage(ct)[inside]
     b = sitk.GetArrayViewFromImage(mr)[inside]
     return {"mi": round(mutual_information(a, b, bins), 5), "ncc": round(normalised_correlation(a, b), 5)}
-
-
-def overlap_coefficient(ct_body: sitk.Image, mr_body_on_ct: sitk.Image, mr_body_ml: float) -> float:
-    """|CT body and MR body| / min(|CT body|, |MR body|), volumes in ml; the MR body as mapped onto the CT grid,
-    its full volume measured on its own grid (so an MR mapped off the grid loses overlap, not size)."""
-    voxel_ml = float(np.prod(ct_body.GetSpacing())) / 1000.0
-    a = sitk.GetArrayViewFromImage(ct_body) > 0
-    b = sitk.GetArrayViewFromImage(mr_body_on_ct) > 0
-    both = float(np.count_nonzero(a & b)) * voxel_ml
-    smaller = min(float(np.count_nonzero(a)) * voxel_ml, mr_body_ml)
-    return round(both / smaller, 4) if smaller > 0 else 0.0
 
 
 def tre_summary(mapped_mr: np.ndarray, truth_mr: np.ndarray, names: list[str]) -> dict:

@@ -102,8 +102,17 @@ def prepare_moving(mr: sitk.Image, opts: RegistrationOptions) -> sitk.Image:
     return image
 
 
-def ct_on_grid(ct: sitk.Image, grid: sitk.Image, opts: RegistrationOptions) -> sitk.Image:
-    """CT (HU clipped to ct_clip_hu) on the working grid, for the QC similarity."""
-    lo, hi = opts.ct_clip_hu
-    clipped = sitk.Clamp(sitk.Cast(ct, sitk.sitkFloat32), sitk.sitkFloat32, lo, hi)
-    return resample_like(_smooth_for(clipped, grid.GetSpacing()), grid, sitk.sitkLinear, lo)
+def fixed_side(
+    ct: sitk.Image, body: sitk.Image, opts: RegistrationOptions
+) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """The CT side of a registration, on the whole working grid: (grid, what the metric sees of the CT, the body
+    mask). A function of the CT and the options alone, so the QC rebuilds exactly what the registration saw."""
+    grid = working_grid(ct, body, opts.working_spacing_mm, opts.crop_margin_mm)
+    fixed = prepare_fixed(ct, body, grid, opts)
+    body_on_grid = resample_like(body, grid, sitk.sitkNearestNeighbor, 0, pixel_type=sitk.sitkUInt8)
+    return grid, fixed, body_on_grid
+
+
+def crop(image: sitk.Image, start_xyz: list[int], size_xyz: list[int]) -> sitk.Image:
+    """The sub-grid of `image` from index start_xyz, size_xyz voxels (x, y, z)."""
+    return sitk.RegionOfInterest(image, [int(v) for v in size_xyz], [int(v) for v in start_xyz])
