@@ -191,28 +191,77 @@ def test_trainer_is_found_by_name_through_nnunet_ext_trainer(tmp_path):
     assert os.environ["nnUNet_n_proc_DA"] == "0" and os.environ["nnUNet_compile"] == "f"
 
 
-def _kill_after_first_epoch(monkeypatch):
-    """Make training stop like a killed job right after epoch 0 (its checkpoint_latest.pth written)."""
+@pytest.fixture(scope="module")
+def planned(datasets):
+    """Both datasets planned and preprocessed (nnU-Net's integrity check, fingerprint, plans); seconds per variant."""
+    seconds = {}
+    for variant, dataset_id in (("nobox", 501), ("box", 502)):
+        start = time.perf_counter()
+        plan_and_preprocess(datasets, dataset_id, "3d_fullres", processes=2, foreground_samples=10**6)
+        seconds[variant] = time.perf_counter() - start
+    return datasets, seconds
+
+
+def _record_checkpoints(monkeypatch, kill_in_epoch: int | None = None) -> list[tuple[str, int]]:
+    """Record every checkpoint nnU-Net writes as (file name, epoch counted from 0), still writing it; with
+    kill_in_epoch, stop training like a killed job (a time limit) at the first training step of that epoch."""
     from hnseg.nnunet.trainer import nnUNetTrainerHnseg
 
-    original = nnUNetTrainerHnseg.on_epoch_end
+    saved: list[tuple[str, int]] = []
+    save, step = nnUNetTrainerHnseg.save_checkpoint, nnUNetTrainerHnseg.train_step
 
-    def on_epoch_end(self):
-        original(self)
-        if self.current_epoch == 1:
+    def save_checkpoint(self, filename):
+        saved.append((Path(filename).name, self.current_epoch))
+        save(self, filename)
+
+    def train_step(self, batch):
+        if self.current_epoch == kill_in_epoch:
             raise KeyboardInterrupt("killed")
+        return step(self, batch)
 
-    monkeypatch.setattr(nnUNetTrainerHnseg, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(nnUNetTrainerHnseg, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(nnUNetTrainerHnseg, "train_step", train_step)
+    return saved
 
 
 @pytest.mark.slow
-def test_plan_train_resume_predict_on_cpu(datasets, cohort, tmp_path, monkeypatch):
-    root, timings = datasets, {}
+def test_checkpoint_interval_and_a_killed_training_resuming_from_its_latest_checkpoint(planned, monkeypatch):
+    """nnunet.checkpoint_every reaches nnU-Net: with a checkpoint every 2 epochs, checkpoint_latest is written after
+    epoch 1 (counted from 0), not after epoch 0. Killed during epoch 2, the training resumes from that checkpoint at
+    epoch 2 and ends with the configured 4 epochs (nnU-Net's default interval of 50 would have left nothing to resume
+    from, an interval of 1 a checkpoint after epoch 0 too)."""
+    import torch
+
+    root, _ = planned
+    fold = root / "results" / dataset_name("nobox", 501) / model_folder_name("3d_fullres") / "fold_0"
+    settings = {"threads": 2, "run_key": "interval", "checkpoint_every": 2, "validate": False}
+    saved = _record_checkpoints(monkeypatch, kill_in_epoch=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(root, 501, "3d_fullres", 4, 1, 1, "cpu", **settings)
+    assert [epoch for name, epoch in saved if name == "checkpoint_latest.pth"] == [1]
+    assert not (fold / "checkpoint_final.pth").exists()
+    assert torch.load(fold / "checkpoint_latest.pth", weights_only=False)["current_epoch"] == 2  # the next epoch
+    monkeypatch.undo()
+
+    logs_before = set(fold.glob("training_log_*.txt"))
+    time.sleep(1)  # nnU-Net names its logs by the second
+    saved = _record_checkpoints(monkeypatch)
+    resumed = train(root, 501, "3d_fullres", 4, 1, 1, "cpu", **settings)
+    assert resumed["epochs"] == 4 and len(resumed["history"]) == 4 and resumed["checkpoint_every"] == 2
+    assert saved[-1] == ("checkpoint_final.pth", 3)  # (checkpoint_best.pth whenever the pseudo Dice improves)
+    assert "checkpoint_latest.pth" not in {name for name, _ in saved}  # epoch 3 is the last: the final one instead
+    assert (fold / "checkpoint_final.pth").is_file() and not (fold / "checkpoint_latest.pth").exists()
+    (new_log,) = set(fold.glob("training_log_*.txt")) - logs_before
+    text = new_log.read_text()
+    assert "Epoch 2" in text and "Epoch 3" in text and "Epoch 1" not in text
+
+
+@pytest.mark.slow
+def test_plan_train_predict_on_cpu(planned, cohort, tmp_path):
+    root, plan_seconds = planned
+    timings = {f"plan_{variant}": seconds for variant, seconds in plan_seconds.items()}
     for variant, dataset_id in (("nobox", 501), ("box", 502)):
         name = dataset_name(variant, dataset_id)
-        start = time.perf_counter()
-        plan_and_preprocess(root, dataset_id, "3d_fullres", processes=2, foreground_samples=10**6)
-        timings[f"plan_{variant}"] = time.perf_counter() - start
         assert json.loads((root / "preprocessed" / name / "splits_final.json").read_text()) == [
             {"train": TRAIN, "val": VAL}
         ]
@@ -226,21 +275,6 @@ def test_plan_train_resume_predict_on_cpu(datasets, cohort, tmp_path, monkeypatc
             *["ZScoreNormalization"] * 3,
             *(["NoNormalization"] if variant == "box" else []),
         ]
-
-        if variant == "nobox":  # a killed training resumes from checkpoint_latest.pth at the next epoch
-            kill = {"threads": 2, "run_key": "kill", "checkpoint_every": 1, "validate": False}
-            _kill_after_first_epoch(monkeypatch)
-            with pytest.raises(KeyboardInterrupt):
-                train(root, dataset_id, "3d_fullres", 2, 1, 1, "cpu", **kill)
-            monkeypatch.undo()
-            fold = root / "results" / name / model_folder_name("3d_fullres") / "fold_0"
-            assert (fold / "checkpoint_latest.pth").is_file() and not (fold / "checkpoint_final.pth").exists()
-            logs_before = set(fold.glob("training_log_*.txt"))
-            time.sleep(1)  # nnU-Net names its logs by the second
-            resumed = train(root, dataset_id, "3d_fullres", 2, 1, 1, "cpu", **kill)
-            assert resumed["epochs"] == 2 and len(resumed["history"]) == 2
-            (new_log,) = set(fold.glob("training_log_*.txt")) - logs_before
-            assert "Epoch 1" in new_log.read_text() and "Epoch 0" not in new_log.read_text()
 
         start = time.perf_counter()
         record = train(root, dataset_id, "3d_fullres", 1, 2, 1, "cpu", threads=2, seed=3, run_key="test")

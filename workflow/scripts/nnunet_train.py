@@ -25,6 +25,7 @@ def main(sm):
             device,
             threads=sm.threads,
             seed=p.seed,
+            checkpoint_every=p.checkpoint_every,
             validate=p.final_validation,
             run_key=json.dumps([p.code, list(sm.input)]),
         )

@@ -20,7 +20,11 @@ cuDNN are non-deterministic by design (reference/nnunet.md section 5): GPU runs 
 
 Resuming: :func:`train` records a run key (settings, plans, fingerprint, split, code) in `fold_0/hnseg_run.json`.
 Run again with the same key, it continues from `checkpoint_final.pth` (only the validation is left) or
-`checkpoint_latest.pth` (nnU-Net's `--c`); with another key it starts afresh.
+`checkpoint_latest.pth` (nnU-Net's `--c`; written every `checkpoint_every` epochs, so the epochs after it are run
+again); with another key it starts afresh. nnU-Net's checkpoint holds the weights, the optimizer, the gradient
+scaler and the logs, but no random state, and its data loaders start anew: a resumed run reseeds with seed + the
+epoch it resumes at. It completes the configured epochs, but it is not the run an uninterrupted training would have
+made (other patches, other augmentations after the resume point).
 """
 
 from __future__ import annotations
@@ -203,13 +207,15 @@ def train(
     threads: int = 1,
     seed: int = 2024,
     run_key: str = "",
-    checkpoint_every: int = 50,
+    checkpoint_every: int | None = None,
     validate: bool = True,
 ) -> dict:
     """Train fold 0 of the dataset (resuming where a killed run stopped) and validate it; returns the record.
 
-    The record (also the rule's output) has the epochs run, seconds per epoch, losses, pseudo Dice, the final
-    validation Dice of nnU-Net (on the validation patients) and where the model is.
+    `checkpoint_every`: epochs between checkpoint_latest.pth saves (None: nnU-Net's 50); not part of the run key,
+    so changing it never restarts a training. The record (also the rule's output) has the epochs run, seconds per
+    epoch, losses, pseudo Dice, the final validation Dice of nnU-Net (on the validation patients) and where the
+    model is.
     """
     import torch
 
@@ -291,6 +297,7 @@ def train(
         "iterations_per_epoch": iterations_per_epoch,
         "val_iterations_per_epoch": val_iterations_per_epoch,
         "seed": seed,
+        "checkpoint_every": trainer.save_every,
         "key": key,
         "this_run_train_s": round(train_s, 3),
         "this_run_validation_s": None if validation_s is None else round(validation_s, 3),
