@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from hnseg.cohort import MethodPlan, method_branch, write_method_plans
 from hnseg.fusion import read_shard, write_shard
 from hnseg.metrics import SCORE_COLUMNS, SUMMARY_COLUMNS, evaluate_method, read_scores, summarize, write_rows
 from hnseg.prompts import make_prompts, split_instances, write_prompts
@@ -59,6 +60,7 @@ SHIFTS = {
 }
 EMPTY_PREDICTION = ("nnunet_nobox", "T03")  # scored worst case: DSC 0, HD95 the image diagonal
 NO_ROWS = "nnunet_nobox_boxmasked"
+NOT_RUN_REASON = "left out by this test (results/methods.tsv)"
 CONFIG = {"split": {"seed": 11}, "prompts": {"seed": 2024}, "report": {"seed": 7, "bootstrap_resamples": 2000}}
 
 
@@ -132,6 +134,9 @@ def write_small_study(root: Path) -> ReportInputs:
 
     split = res / "split.tsv"
     split.write_text("patient\tsubset\tassigned_by\n" + "".join(f"{p}\t{s}\tranked\n" for p, s in subset.items()))
+    methods_tsv = res / "methods.tsv"
+    plans = [MethodPlan(m, method_branch(m)[0], True, 2, 2, 9, "") for m in SHIFTS]
+    write_method_plans([*plans, MethodPlan(NO_ROWS, "nnunet", False, 2, 2, 9, NOT_RUN_REASON)], methods_tsv)
     cohort_tsv = res / "cohort.tsv"
     cohort_tsv.write_text(
         "patient\tsubset\tbranches\treason\n"
@@ -219,7 +224,7 @@ def write_small_study(root: Path) -> ReportInputs:
         plt.close(fig)
 
     return ReportInputs(
-        metrics=metrics, split=split, summary=summary, cohort=cohort_tsv,
+        metrics=metrics, split=split, summary=summary, cohort=cohort_tsv, methods=methods_tsv,
         prompts={p: prompts[p] for p in subset if p != "R02"},
         shards={f: {p: shards[f][p] for p in TEST} for f in shards}, references={p: refs[p] for p in TEST},
         predictions={m: {p: predictions[m][p] for p in TEST} for m in predictions},
@@ -280,6 +285,11 @@ def body_rows(page: Tables, table_id: str) -> list[dict[str, str]]:
     ]
 
 
+def without_note(method_cell: str) -> str:
+    """The method's label without the note a method without rows carries in parentheses."""
+    return method_cell.split(" (did not run: ", maxsplit=1)[0].removesuffix(" (no rows)")
+
+
 def mean_sd_text(mean: float, sd: float, digits: int) -> str:
     if math.isnan(mean):
         return "\u2014"
@@ -287,6 +297,11 @@ def mean_sd_text(mean: float, sd: float, digits: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ tests
+
+
+def test_the_rule_declares_every_output():
+    rule = (Path(__file__).resolve().parents[1] / "workflow/rules/report.smk").read_text()
+    assert sorted(re.findall(r'"results/report/([^"]+)"', rule)) == sorted(OUTPUTS)
 
 
 def test_every_output_is_written(study):
@@ -299,7 +314,7 @@ def test_every_output_is_written(study):
 def test_main_table_equals_the_summary_csv_and_a_recomputation(study, subset):
     inputs, out, _, _ = study
     page = Tables((out / "index.html").read_text())
-    shown = {(r["method"].removesuffix(" (no rows)"), r["target"]): r for r in body_rows(page, f"table-main-{subset}")}
+    shown = {(without_note(r["method"]), r["target"]): r for r in body_rows(page, f"table-main-{subset}")}
     assert len(shown) == len(METHODS) * 2
     summary = pd.read_csv(inputs.summary).set_index(["method", "subset", "target"])
     ours = pd.read_csv(out / f"tables/main_{subset}.csv").set_index(["method", "target"])
@@ -337,7 +352,7 @@ def test_the_edge_cases_are_in_the_table(study):
     test_rows = {(r["method"], r["target"]): r for r in body_rows(page, "table-main-test")}
     val_rows = {(r["method"], r["target"]): r for r in body_rows(page, "table-main-val")}
     # a method without rows
-    no_rows = test_rows[(LABELS[NO_ROWS] + " (no rows)", "GTV-T")]
+    no_rows = test_rows[(f"{LABELS[NO_ROWS]} (did not run: {NOT_RUN_REASON})", "GTV-T")]
     assert no_rows["n"] == "0" and no_rows["dsc_mean_sd"] == "\u2014"
     # a target with n = 1 (the one val patient with a GTV-N; the other is both-empty, excluded and counted)
     single = val_rows[(LABELS["litemedsam_finetuned_ct"], "GTV-N")]
@@ -374,7 +389,7 @@ def test_paper_values_appear_only_under_their_label(study):
     both = [
         r for r in body_rows(page, "table-main-test") if r["target"] == "GTV-T" and r["paper_dsc"].startswith("0.88")
     ]
-    assert {r["method"].removesuffix(" (no rows)") for r in both} == {LABELS["nnunet_box"], LABELS[NO_ROWS]}
+    assert {without_note(r["method"]) for r in both} == {LABELS["nnunet_box"], LABELS[NO_ROWS]}
     assert published.notes["with_box"] in html.unescape(text)
     csv = pd.read_csv(out / "tables/main_test.csv")
     assert {"paper_dsc_mean", "paper_dsc_sd", "paper_n"} <= set(csv.columns)
@@ -632,6 +647,9 @@ def test_cohort_tables(study):
     targets = pd.read_csv(out / "tables/cohort_targets.csv").set_index("subset")
     assert targets.loc["test", ["with_gtvt", "with_gtvn", "gtvn_instances"]].tolist() == [7, 6, 6]
     assert targets.loc["test", "targets_2d"] == 7 * 4 + 6 * 2  # GTV-T on 4 slices, GTV-N on 2
+    methods = pd.read_csv(out / "tables/cohort_methods.csv").set_index("method")
+    assert methods.loc[NO_ROWS, ["runs", "reason"]].tolist() == [False, NOT_RUN_REASON]
+    assert methods["runs"].sum() == len(SHIFTS)
     left = pd.read_csv(out / "tables/cohort_left_out.csv")
     assert left.to_dict("records") == [
         {

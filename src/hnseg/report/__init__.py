@@ -17,3 +17,13 @@ One concern per module; import the one you need (``hnseg.report.build`` is the e
 - ``html``: the page.
 - ``build``: everything above from explicit paths, written to one output folder.
 """
+
+from importlib import resources
+from pathlib import Path
+
+PUBLISHED_VALUES = "paper_ren2024.json"
+
+
+def published_values_file() -> Path:
+    """The package's data file of the published values (light: the workflow calls it when it builds the DAG)."""
+    return Path(str(resources.files(__name__).joinpath(PUBLISHED_VALUES)))

@@ -29,7 +29,7 @@ OUTPUTS = (
     "provenance.json",
     *(f"tables/{name}.csv" for name in (
         "main_test", "main_val", "claims", "timings", "registration_qc", "cohort_subsets", "cohort_targets",
-        "cohort_left_out", "checkpoints",
+        "cohort_left_out", "cohort_methods", "checkpoints",
     )),
     *(f"figures/figure1_{s}.{ext}" for s in SUBSETS for ext in ("png", "svg", "csv")),
     *(f"figures/figure2_case.{ext}" for ext in ("png", "svg", "csv")),
@@ -47,6 +47,8 @@ class ReportInputs:
     split: FilePath  # results/split.tsv
     summary: FilePath | None = None  # results/metrics/summary.csv (checked against the per-patient tables)
     cohort: FilePath | None = None  # results/cohort.tsv
+    methods: FilePath | None = None  # results/methods.tsv (which methods ran, and why the others did not)
+    published: FilePath | None = None  # the published values (default: the package's paper_ren2024.json)
     prompts: dict[str, FilePath] = field(default_factory=dict)  # {patient: results/prompts/{p}.json}
     shards: dict[str, dict[str, FilePath]] = field(default_factory=dict)  # {fusion: {patient: npz}}
     references: dict[str, FilePath] = field(default_factory=dict)  # {patient: results/imported/{p}/labels.nii.gz}
@@ -79,7 +81,7 @@ class ReportOptions:
     min_pairs: int = 6
     ci_level: float = 0.95
     qc_images_embedded: int = 24
-    dpi: int = 150
+    figure_dpi: int = 150
     config: dict = field(default_factory=dict)  # the workflow's config as it ran (provenance)
 
 
@@ -162,11 +164,13 @@ def build_report(inputs: ReportInputs, out_dir: FilePath, options: ReportOptions
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    paper = published()
+    paper = published(inputs.published)
     scores = read_metric_tables(inputs.metrics)
     methods = ordered(set(METHODS) | set(inputs.metrics))
+    plans = cohort.method_plans(inputs.methods)
+    not_run = {p["method"]: p["reason"] for p in plans.to_dict("records") if not p["runs"]}
 
-    main = {s: tables.main_table(scores, s, methods, paper) for s in SUBSETS}
+    main = {s: tables.main_table(scores, s, methods, paper, not_run) for s in SUBSETS}
     if inputs.summary is not None:
         tables.check_against_summary(list(main.values()), inputs.summary)
     for s, table in main.items():
@@ -177,7 +181,7 @@ def build_report(inputs: ReportInputs, out_dir: FilePath, options: ReportOptions
         data = figures.violin_data(scores, s, methods)
         stem = out / f"figures/figure1_{s}"
         title = f"{SUBSET_NAMES.get(s, s).capitalize()} subset"
-        figures.save_figure(figures.violin_figure(data, methods, title), stem, options.dpi)
+        figures.save_figure(figures.violin_figure(data, methods, title), stem, options.figure_dpi)
         _write_csv(data, stem.with_suffix(".csv"))
         figure1.append(
             EmbeddedFigure(
@@ -185,7 +189,7 @@ def build_report(inputs: ReportInputs, out_dir: FilePath, options: ReportOptions
                 _figure1_caption(s, data["patient"].nunique()), [f"figures/figure1_{s}.{e}" for e in ("png", "svg", "csv")],
             )
         )  # fmt: skip
-    case, case_text = _case(inputs, scores, out, options.dpi)
+    case, case_text = _case(inputs, scores, out, options.figure_dpi)
 
     claims = stats.claims_table(
         scores, "test", options.bootstrap_resamples, options.seed, options.min_pairs, options.ci_level
@@ -205,6 +209,7 @@ def build_report(inputs: ReportInputs, out_dir: FilePath, options: ReportOptions
         "cohort_subsets": cohort.patients_per_subset(members),
         "cohort_targets": cohort.targets_per_subset(members, inputs.prompts),
         "cohort_left_out": cohort.left_out(members),
+        "cohort_methods": plans,
     }
     for name, table in cohort_tables.items():
         _write_csv(table, out / f"tables/{name}.csv")
@@ -233,6 +238,7 @@ def build_report(inputs: ReportInputs, out_dir: FilePath, options: ReportOptions
         cohort_subsets=cohort_tables["cohort_subsets"],
         cohort_targets=cohort_tables["cohort_targets"],
         cohort_left_out=cohort_tables["cohort_left_out"],
+        cohort_methods=plans,
         cohort_note=f"From {inputs.cohort}." if inputs.cohort else "No cohort table was given: every patient of the split is counted in every branch.",
         provenance=record,
         checkpoints=checkpoints,

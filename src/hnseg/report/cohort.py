@@ -1,7 +1,8 @@
 """The cohort: patients per subset and branch, targets per subset, and the patients left out and why.
 
 Sources: ``results/split.tsv`` (patient, subset, ...), ``results/cohort.tsv`` (patient, subset, branches, reason;
-``branches`` a comma-separated subset of ct, multimodal, nnunet; ``reason`` why a branch is missing) and the box
+``branches`` a comma-separated subset of ct, multimodal, nnunet; ``reason`` why a branch is missing),
+``results/methods.tsv`` (which methods ran, and why the others did not; both read by hnseg.cohort) and the box
 prompts of each patient (``results/prompts/{p}.json``: its target instances and the 2D targets per slice).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from os import PathLike
 from pathlib import Path
 
@@ -19,17 +21,20 @@ SUBSET_ORDER = ("train", "val", "test")
 
 
 def read_cohort(split_tsv: str | PathLike[str], cohort_tsv: str | PathLike[str] | None) -> pd.DataFrame:
-    """patient, subset, branches (a tuple), reason: the cohort table, or, without one, every patient of the split
-    in every branch."""
+    """patient, subset, branches (a tuple), reason: the cohort table (hnseg.cohort), or, without one, every patient
+    of the split in every branch."""
+    from hnseg.cohort import read_cohort as read_cohort_rows
+
     split = pd.read_csv(split_tsv, sep="\t", dtype=str, keep_default_na=False)
     if cohort_tsv is None:
         cohort = split[["patient", "subset"]].assign(branches=[BRANCHES] * len(split), reason="")
     else:
-        cohort = pd.read_csv(cohort_tsv, sep="\t", dtype=str, keep_default_na=False)
+        cohort = pd.DataFrame(
+            [asdict(row) for row in read_cohort_rows(cohort_tsv)], columns=["patient", "subset", "branches", "reason"]
+        )
         missing = sorted(set(split["patient"]) - set(cohort["patient"]))
         if missing:
             raise ValueError(f"{cohort_tsv} lacks patients of {split_tsv}: {', '.join(missing)}; rerun the cohort step")
-        cohort["branches"] = [tuple(b for b in text.split(",") if b) for text in cohort["branches"]]
     unknown = sorted({b for bs in cohort["branches"] for b in bs} - set(BRANCHES))
     if unknown:
         raise ValueError(f"{cohort_tsv}: unknown branches {', '.join(unknown)} (expected {', '.join(BRANCHES)})")
@@ -97,3 +102,15 @@ def left_out(cohort: pd.DataFrame) -> pd.DataFrame:
         if len(r["branches"]) < len(BRANCHES)
     ]
     return pd.DataFrame(rows, columns=["patient", "subset", "missing", "reason"])
+
+
+METHOD_COLUMNS = ("method", "branch", "runs", "n_train", "n_val", "n_evaluated", "reason")
+
+
+def method_plans(methods_tsv: str | PathLike[str] | None) -> pd.DataFrame:
+    """Which methods ran and why the others did not (results/methods.tsv, hnseg.cohort); empty without one."""
+    if methods_tsv is None:
+        return pd.DataFrame(columns=list(METHOD_COLUMNS))
+    from hnseg.cohort import read_method_plans
+
+    return pd.DataFrame([asdict(plan) for plan in read_method_plans(methods_tsv)], columns=list(METHOD_COLUMNS))

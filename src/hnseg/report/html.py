@@ -181,7 +181,9 @@ def main_table_html(table: pd.DataFrame, subset: str, paper: Published) -> str:
     for row in table.to_dict("records"):
         no_rows = row["n"] + row["n_excluded"] == 0
         cells = [
-            Cell(label(row["method"]) + (" (no rows)" if no_rows else ""), "method", "missing" if no_rows else ""),
+            Cell(
+                label(row["method"]) + (f" ({row['note']})" if no_rows else ""), "method", "missing" if no_rows else ""
+            ),
             Cell(row["target"], "target"),
             Cell(str(row["n"]), "n", "num ours"),
             Cell(mean_sd(row["dsc_mean"], row["dsc_sd"], 3), "dsc_mean_sd", "num ours"),
@@ -353,6 +355,7 @@ class Page:
     cohort_subsets: pd.DataFrame
     cohort_targets: pd.DataFrame
     cohort_left_out: pd.DataFrame
+    cohort_methods: pd.DataFrame
     cohort_note: str
     provenance: dict
     checkpoints: pd.DataFrame
@@ -436,6 +439,18 @@ def render(page: Page) -> str:
         + (simple_table("table-cohort-left-out", page.cohort_left_out, {"patient": "Patient", "subset": "Subset", "missing": "Left out of", "reason": "Why"})
            if len(page.cohort_left_out) else '<p class="note">None: every patient is in every branch.</p>')
         + _csv_link(page, "cohort_left_out.csv")
+        + "<h3>Methods: patients and whether they ran</h3>"
+        + (
+            simple_table(
+                "table-cohort-methods",
+                page.cohort_methods,
+                {"method": "Method", "branch": "Branch", "runs": "Ran", "n_train": "Train", "n_val": "Val",
+                 "n_evaluated": "Evaluated", "reason": "Why not"},
+            )
+            if len(page.cohort_methods)
+            else '<p class="note">No method table (results/methods.tsv) was given.</p>'
+        )
+        + _csv_link(page, "cohort_methods.csv")
     )  # fmt: skip
     section("cohort", cohort)
     seeds = pd.DataFrame({"key": list(prov["seeds"]), "seed": list(prov["seeds"].values())})

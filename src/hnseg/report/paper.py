@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
+from os import PathLike
+from pathlib import Path
 
 import pandas as pd
 
-DATA_FILE = "paper_ren2024.json"
+from hnseg.report import published_values_file
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,9 @@ class Published:
     timings: pd.DataFrame  # what, value, unit, text, device
 
 
-def published() -> Published:
-    record = json.loads(resources.files("hnseg.report").joinpath(DATA_FILE).read_text(encoding="utf-8"))
+def published(path: str | PathLike[str] | None = None) -> Published:
+    """The published values, from `path` or else the package's data file."""
+    record = json.loads(Path(path or published_values_file()).read_text(encoding="utf-8"))
     dsc = pd.DataFrame(record["dsc"]["rows"])
     dsc["note"] = dsc.get("note", pd.Series(index=dsc.index, dtype=object)).fillna("")
     return Published(

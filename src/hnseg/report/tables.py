@@ -8,7 +8,7 @@ Our numbers come from the per-patient rows through ``hnseg.metrics.summarize``, 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 
 import pandas as pd
@@ -23,26 +23,37 @@ PAPER = ("paper_dsc_mean", "paper_dsc_sd", "paper_n", "paper_note")
 _COUNTS = ("n", "n_excluded", "n_hd95_worst_case")
 
 
-def summary_table(scores: pd.DataFrame, subset: str, methods: Sequence[str]) -> pd.DataFrame:
-    """One row per method (in the given order) and target: our OURS columns; n = 0 and NaN for no rows."""
+def summary_table(
+    scores: pd.DataFrame, subset: str, methods: Sequence[str], not_run: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """One row per method (in the given order) and target: our OURS columns (n = 0 and NaN for no rows), and a note
+    saying why a method did not run (`not_run`: {method: reason}, from results/methods.tsv)."""
     rows = []
     for method in methods:
         for target in TARGETS:
             members = scores[(scores["method"] == method) & (scores["subset"] == subset) & (scores["target"] == target)]
-            row = {"method": method, "subset": subset, "target": target}
+            row = {"method": method, "subset": subset, "target": target, "note": ""}
             if members.empty:
                 row |= {c: (0 if c in _COUNTS else math.nan) for c in OURS}
             else:
                 (summary,) = summarize(members.drop(columns=["method", "subset"]).to_dict("records"))
                 row |= {c: summary[c] for c in OURS}
+            if members.empty:
+                row["note"] = f"did not run: {not_run[method]}" if method in (not_run or {}) else "no rows"
             rows.append(row)
-    table = pd.DataFrame(rows, columns=["method", "subset", "target", *OURS])
+    table = pd.DataFrame(rows, columns=["method", "subset", "target", *OURS, "note"])
     return table.astype({c: int for c in _COUNTS})
 
 
-def main_table(scores: pd.DataFrame, subset: str, methods: Sequence[str], paper: Published) -> pd.DataFrame:
+def main_table(
+    scores: pd.DataFrame,
+    subset: str,
+    methods: Sequence[str],
+    paper: Published,
+    not_run: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """:func:`summary_table`, plus the published DSC in PAPER columns when `subset` is the paper's (test)."""
-    table = summary_table(scores, subset, methods)
+    table = summary_table(scores, subset, methods, not_run)
     if subset != paper.dsc_subset:
         return table
     published = paper.dsc.rename(

@@ -114,6 +114,8 @@ def timings_table(
         record = json.loads(Path(path).read_text())
         overall, device = record["overall"], record.get("device", "")
         n_slices, n_boxes = int(overall["slices"]), int(overall["boxes"])
+        sources = record.get("embeddings_from") or []
+        encoded_by = f"; encoded by {' and '.join(sources)}" if sources else ""
         subject = label(method)
         rows.append(
             _row(
@@ -123,7 +125,7 @@ def timings_table(
                 overall["encoder_s_per_slice"],
                 "s",
                 n_slices,
-                f"{n_slices} slices",
+                f"{n_slices} slices{encoded_by}",
                 device,
             )
         )
