@@ -1,14 +1,19 @@
 # The two commands of the README. Both set up (or reuse) the environment in .venv first.
 #   make demo    the whole study on the synthetic cohort (CPU-sized)
-#   make test    ruff and the test suite (what CI runs: .ci/run)
+#   make test    system packages, ruff and the whole test suite, slow tests included (what CI runs: .ci/run)
 VENV ?= .venv
 CORES ?= $(shell nproc)
 BIN := $(VENV)/bin
 
-.PHONY: env demo test test-all lint
+.PHONY: env system-packages demo test test-quick lint
 
 env:
 	HNSEG_VENV=$(VENV) bash envs/setup.sh
+
+# Debian packages some tests need (Chromium for the report in a browser). The SLURM test installs its own
+# packages through ../shared/slurm/slurm-up.sh and removes its daemons afterwards.
+system-packages:
+	bash envs/system-packages.sh
 
 demo: env
 	$(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES)
@@ -17,13 +22,9 @@ lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint system-packages
 	$(BIN)/python -m pytest
 
-test-all: lint
-	$(BIN)/python -m pytest -m ""
-
-# local iterations: the suite without the tests marked slow (CI runs everything: `make test`)
-.PHONY: test-quick
+# Local iterations: the suite without the tests marked slow (the complete workflow run, SLURM, real training).
 test-quick: lint
 	$(BIN)/python -m pytest -m "not slow"
