@@ -557,13 +557,14 @@ def test_claims_table_equals_a_hand_computation_on_the_study(study):
 
 def test_too_few_pairs_get_no_p_value():
     rows = [
-        {"method": m, "patient": f"P{i}", "subset": "test", "target": t, "dsc": 0.5 + 0.01 * i * (m.endswith("ct")),
+        {"method": m, "patient": f"P{i}", "subset": "test", "target": t, "dsc": 0.5 + 0.01 * i * ("finetuned" in m),
          "status": "ok", "used": True}
         for m in ("litemedsam_finetuned_ct", "litemedsam_zeroshot_ct") for i in range(4) for t in ("GTV-T", "GTV-N")
     ]  # fmt: skip
     claims = stats.claims_table(pd.DataFrame(rows), resamples=100, seed=1, min_pairs=6)
     first = claims.iloc[0]
     assert first["n_pairs"] == 4 and math.isnan(first["wilcoxon_p"]) and first["note"] == "too few pairs (n = 4 < 6)"
+    assert first["median_difference"] == pytest.approx(0.015) and math.isnan(first["ci_low"])
     assert (claims["n_pairs"].iloc[2:] == 0).all() and (claims["note"].iloc[2:] == "no pairs").all()
     assert claims["holm_p"].isna().all()
 
@@ -578,6 +579,21 @@ def test_a_stale_summary_is_refused(study, tmp_path):
     table = tables.main_table(scores, "test", list(METHODS), paper.published())
     with pytest.raises(ValueError, match=r"nnunet_box/test/GTV-T dsc_mean"):
         tables.check_against_summary([table], stale)
+
+
+def test_every_table_header_spans_its_rows(study):
+    _, out, _, _ = study
+    page = Tables((out / "index.html").read_text())
+    assert len(page.tables) >= 12
+    for table_id, rows in page.tables.items():
+        head = [r for r in rows if r and r[0][0] == "th"]
+        body = [r for r in rows if r and r[0][0] == "td"]
+        width = sum(int(c[1].get("colspan", 1)) for c in head[0])
+        spanned_down = sum(int(c[1].get("rowspan", 1)) > 1 for c in head[0])
+        for row in head[1:]:
+            assert sum(int(c[1].get("colspan", 1)) for c in row) + spanned_down == width, table_id
+        for row in body:
+            assert sum(int(c[1].get("colspan", 1)) for c in row) == width, (table_id, row)
 
 
 def test_the_page_is_self_contained(study):
@@ -711,3 +727,34 @@ def test_timings_of_an_empty_history(tmp_path):
     history.write_text("epoch,train_loss,val_dice_loss,lr,seconds\n")
     table = timings.timings_table({"ct": history}, {}, {}, {}, {})
     assert table["detail"].tolist() == ["no epoch recorded"]
+
+
+def test_a_ct_only_study_builds_and_says_why_there_is_no_case(study, tmp_path):
+    """Only the CT-only methods ran: no registration QC, no multimodal shards, no fine-tuned multimodal DSC."""
+    inputs, _, _, _ = study
+    ct_only = [m for m in inputs.metrics if m.endswith("_ct")]
+    plans = [
+        MethodPlan(m, method_branch(m)[0], m in ct_only, 2, 2, 9, "" if m in ct_only else "no val/test patient")
+        for m in METHODS
+    ]
+    methods_tsv = tmp_path / "methods.tsv"
+    write_method_plans(plans, methods_tsv)
+    reduced = ReportInputs(
+        metrics={m: inputs.metrics[m] for m in ct_only}, split=inputs.split, cohort=inputs.cohort, methods=methods_tsv,
+        prompts=inputs.prompts, shards={"ct": inputs.shards["ct"]}, references=inputs.references,
+        predictions={m: inputs.predictions[m] for m in ct_only}, histories={"ct": inputs.histories["ct"]},
+        litemedsam_timings={m: inputs.litemedsam_timings[m] for m in ct_only}, benchmarks={"import_ct": inputs.benchmarks["import_ct"]},
+        checkpoints={"ct": inputs.checkpoints["ct"]},
+    )  # fmt: skip
+    out = tmp_path / "report"
+    build_report(reduced, out, ReportOptions(bootstrap_resamples=200))
+    text = html.unescape((out / "index.html").read_text())
+    assert "No case figure: litemedsam_finetuned_multimodal has no test GTV-T DSC." in text
+    assert f"{LABELS['nnunet_box']} (did not run: no val/test patient)" in text
+    assert len(pd.read_csv(out / "tables/registration_qc.csv")) == 0
+    assert (
+        pd.read_csv(out / "tables/main_test.csv")
+        .set_index(["method", "target"])
+        .loc[("litemedsam_finetuned_ct", "GTV-T"), "n"]
+        == 7
+    )

@@ -122,6 +122,9 @@ def _case(inputs: ReportInputs, scores: pd.DataFrame, out: Path, dpi: int) -> tu
     figures.save_figure(fig, stem, dpi)
     _write_csv(data, stem.with_suffix(".csv"))
     z = int(data["slice"].iloc[0])
+    truth = data[data["layer"] == "ground truth"].groupby("target")["pixels"].max()
+    absent = [t for t in ("GTV-T", "GTV-N") if truth.get(t, 0) == 0]
+    text += f" {' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not on this slice." if absent else ""
     caption = f"Figure 2. {text} Axial slice {z}. Left: the input and its box prompts; middle: zero-shot; right: fine-tuned; ground truth solid, prediction dashed, GTV-T red, GTV-N yellow."
     files = [f"figures/figure2_case.{e}" for e in ("png", "svg", "csv")] + ["figures/figure2_case_selection.csv"]
     return EmbeddedFigure(

@@ -166,8 +166,8 @@ def main_table_html(table: pd.DataFrame, subset: str, paper: Published) -> str:
     ]
     head = [
         [
-            Cell("Method", header=True),
-            Cell("Target", header=True),
+            Cell("Method", rowspan=2, header=True),
+            Cell("Target", rowspan=2, header=True),
             Cell(f"This run, {name} subset", cls="ours", colspan=len(ours), header=True),
         ]
     ]
@@ -247,7 +247,7 @@ def claims_html(claims: pd.DataFrame, resamples: int, seed: int, min_pairs: int,
         f"positive value favours the first. Interval: percentile bootstrap of the median over patients, {resamples:,} "
         f"resamples, seed {seed}. Wilcoxon: two-sided signed-rank test (scipy). Holm: step-down correction over the "
         f"{n_tested} rows with a p-value (every comparison and target of this table). Fewer than {min_pairs} pairs: "
-        "no test (too few pairs)."
+        "no interval and no test (too few pairs)."
     )
     return table_html("table-claims", head, body) + f'<p class="note">{escape(note)}</p>'
 

@@ -11,7 +11,8 @@ The difference is DSC(A) - DSC(B), so a positive value favours A.
 - Two-sided Wilcoxon signed-rank test, ``scipy.stats.wilcoxon`` with its defaults (zero differences dropped; exact
   distribution for small samples). All differences zero gives p = 1.
 - Holm's step-down correction over every row that has a p-value (every comparison and target of the table).
-- Rows with fewer than ``min_pairs`` pairs get no p-value: "too few pairs".
+- Rows with fewer than ``min_pairs`` pairs get no interval and no p-value: "too few pairs" (a bootstrap of two or
+  three patients has only a handful of distinct medians to draw from).
 """
 
 from __future__ import annotations
@@ -126,9 +127,8 @@ def claims_table(
                 "wilcoxon_p": None,
                 "note": "",
             }
-            if n >= 2:
-                row["ci_low"], row["ci_high"] = bootstrap_median_ci(differences, resamples, seed, level)
             if n >= min_pairs:
+                row["ci_low"], row["ci_high"] = bootstrap_median_ci(differences, resamples, seed, level)
                 row["wilcoxon_p"] = wilcoxon_p(differences)
             else:
                 row["note"] = f"too few pairs (n = {n} < {min_pairs})" if n else "no pairs"
