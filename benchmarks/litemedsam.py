@@ -10,7 +10,8 @@
 3. Fine-tuning seconds per step at batch 8 with the encoder trained (the paper's setting) and with it frozen, and
    the peak resident memory of the process.
 
-Workflow jobs run with hnseg.memory.MALLOC_TUNING in their environment; to measure as they run:
+The workflow jobs that run the encoder (embed_slices, a fine-tuned encoder's prediction, a frozen encoder's
+fine-tuning) start with hnseg.memory.MALLOC_TUNING in their environment; to measure as they run:
     env MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=17179869184 python benchmarks/litemedsam.py
 """
 
@@ -136,8 +137,10 @@ def main() -> None:
         trainer = Trainer(load_litemedsam(), cfg, torch.device("cpu"))
         trainer.model.train()
 
-        def step(trainer=trainer):
-            logits, iou = trainer.model.decode(trainer.embed(shard_images, list(range(8))), batch_boxes)
+        keys = [("benchmark", 0, i, (False, False)) for i in range(8)]
+
+        def step(trainer=trainer, keys=keys):
+            logits, iou = trainer.model.decode(trainer.embed(shard_images, keys), batch_boxes)
             loss, _ = trainer.loss(logits, iou, masks)
             trainer.optimizer.zero_grad()
             loss.backward()

@@ -1,14 +1,19 @@
-"""How job processes use glibc's allocator: fast inference by keeping freed memory, lean training by returning it.
+"""glibc's allocator in the jobs that run LiteMedSAM's image encoder for inference: keep freed memory.
 
 By default glibc serves every buffer above 32 MB (PyTorch's im2col buffers of the TinyViT convolutions among them)
 with a fresh mmap and unmaps it when freed, so every encoder call page-faults about 1.5 GB back in: on two CPU
 cores that was 0.75-0.9 s of system time per slice beside 1.0-1.5 s of computation (benchmarks/RESULTS.md).
-Served from the heap and kept there, the same calls page-fault almost never. glibc reads these settings when a
-process starts, so the workflow puts them in its own environment, which every job inherits.
+Served from the heap and kept there (:data:`MALLOC_TUNING`), the same calls page-fault almost never.
+
+That was measured to help the encoder's forward pass only, so only the jobs that run it get the settings: rule
+embed_slices, the prediction of a fine-tuned encoder (which encodes its own slices) and the fine-tuning of a frozen
+encoder (which encodes its flipped training slices). glibc reads the settings when a process starts, so such a job's
+script calls :func:`keep_freed_memory` first: it re-executes the same process (same pid, same arguments) with the
+settings added to its environment. Other jobs (import, registration, nnU-Net, ...) keep glibc's defaults.
 
 Keeping freed memory has a price where the encoder is trained: the heap fragments and the peak resident memory of a
-batch-8 step with gradient checkpointing grew from 7.1 GB to 15.9 GB. Training with the encoder therefore switches
-back to returning memory (:func:`return_freed_memory`) before it allocates anything large.
+batch-8 step with gradient checkpointing grew from 7.1 GB to 15.9 GB. Training with the encoder therefore never asks
+for the settings, and switches back to returning memory (:func:`return_freed_memory`) in case its process has them.
 """
 
 from __future__ import annotations
@@ -16,22 +21,45 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from collections.abc import MutableMapping
+import os
+import platform
+import sys
 
 log = logging.getLogger(__name__)
 
 MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(16 << 30)}
-"""Environment of the job processes: no mmap below 4 GB, no trimming of the heap below 16 GB of free memory."""
+"""No mmap below 4 GB, no trimming of the heap below 16 GB of free memory."""
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _GLIBC_MMAP_THRESHOLD_MAX = 32 << 20  # the largest threshold mallopt accepts on 64-bit glibc
 _GLIBC_TRIM_THRESHOLD_DEFAULT = 128 << 10
 
 
-def tune_job_environment(environ: MutableMapping[str, str]) -> None:
-    """Put :data:`MALLOC_TUNING` into ``environ`` (the Snakemake process's os.environ), keeping a user's values."""
-    for name, value in MALLOC_TUNING.items():
-        environ.setdefault(name, value)
+def is_glibc() -> bool:
+    return platform.libc_ver()[0] == "glibc"
+
+
+def tuned_environment(environ) -> dict[str, str]:
+    """`environ` with :data:`MALLOC_TUNING` added; a value the user set already is kept."""
+    return {**MALLOC_TUNING, **environ}
+
+
+def keep_freed_memory() -> None:
+    """Make this process keep freed memory in glibc's heap: unless its environment already has every variable of
+    :data:`MALLOC_TUNING`, re-execute it (os.execve: same pid, same interpreter options and arguments) with them.
+
+    Call it first thing in a script, before anything large is allocated: the process starts again from the top,
+    and the second time this returns at once. A no-op where the C library is not glibc."""
+    if all(name in os.environ for name in MALLOC_TUNING) or not is_glibc():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, sys.orig_argv, tuned_environment(os.environ))
+
+
+def keeps_freed_memory() -> bool:
+    """Whether this process started with every variable of :data:`MALLOC_TUNING` (what a job's log reports)."""
+    return all(name in os.environ for name in MALLOC_TUNING)
 
 
 def return_freed_memory() -> bool:

@@ -5,12 +5,10 @@ import os
 
 import hnseg.cohort
 import hnseg.config
-import hnseg.memory
 import hnseg.workflow
 from hnseg.provenance import import_closure_hash
 
 hnseg.config.validate_config(config)
-hnseg.memory.tune_job_environment(os.environ)  # inherited by every job: see hnseg.memory
 
 PATIENT_ROWS = {row["patient"]: row for row in hnseg.workflow.cohort_patients(config)}
 PATIENTS = sorted(PATIENT_ROWS)

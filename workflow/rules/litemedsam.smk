@@ -1,23 +1,48 @@
-# LiteMedSAM: fine-tuning per fusion (train shards, selection on val shards) and prediction of the evaluated
-# patients (evaluate.subsets: test, and val by default), zero-shot with the official checkpoint and with the
-# fine-tuned one, from the shared box prompts.
+# LiteMedSAM: the official encoder's embeddings of the slices that need them (per patient), fine-tuning per fusion
+# (train shards, selection on val shards) and prediction of the evaluated patients (evaluate.subsets: test, and val
+# by default), zero-shot with the official checkpoint and with the fine-tuned one, from the shared box prompts.
+# Resources: hnseg.sam.sizing (measured costs, benchmarks/RESULTS.md).
+
+
+rule embed_slices:
+    input:
+        shard="results/slices/{fusion}/{patient}.npz",
+    output:
+        "results/embeddings/{fusion}/{patient}.npz",
+    params:
+        dtype=config["litemedsam"]["embedding_dtype"],
+        device=config["litemedsam"]["device"],
+        code=script_code("embed_litemedsam.py"),
+    resources:
+        gpu=1,
+        mem_mb=hnseg.sam.sizing.ENCODER_JOB_MB,
+        runtime=embed_slices_minutes,
+    threads: gpu_job_threads()
+    log:
+        "logs/embed_slices/{fusion}/{patient}.log",
+    benchmark:
+        "results/benchmarks/embed_slices/{fusion}/{patient}.tsv"
+    script:
+        "../scripts/embed_litemedsam.py"
 
 
 rule finetune_litemedsam:
     input:
-        train=lambda wc: expand("results/slices/{fusion}/{patient}.npz", fusion=wc.fusion, patient=TRAIN),
-        val=lambda wc: expand("results/slices/{fusion}/{patient}.npz", fusion=wc.fusion, patient=VAL),
+        unpack(litemedsam_finetune_inputs),
     output:
         best="results/models/litemedsam/{fusion}/best.pth",
         history="results/models/litemedsam/{fusion}/history.csv",
     params:
         finetune=config["litemedsam"]["finetune"],
         margin_mm=config["prompts"]["margin_mm"],
+        embedding_dtype=config["litemedsam"]["embedding_dtype"],
         device=config["litemedsam"]["device"],
         code=script_code("finetune_litemedsam.py"),
     resources:
         gpu=1,
-    threads: workflow.cores
+        mem_mb=finetune_litemedsam_mb,
+        runtime=finetune_litemedsam_minutes,
+    threads: gpu_job_threads()
     log:
         "logs/finetune_litemedsam/{fusion}.log",
     benchmark:
@@ -30,16 +55,18 @@ rule predict_litemedsam:
     input:
         unpack(litemedsam_predict_inputs),
     output:
-        predictions=expand("results/predictions/litemedsam_{{variant}}_{{fusion}}/{patient}.nii.gz", patient=EVALUATED),
-        timings="results/predictions/litemedsam_{variant}_{fusion}/timings.json",
+        directory("results/predictions/litemedsam_{variant}_{fusion}"),
     params:
-        patients=EVALUATED,
+        patients=litemedsam_evaluated_patients,
         threshold=config["litemedsam"]["threshold"],
+        embedding_dtype=config["litemedsam"]["embedding_dtype"],
         device=config["litemedsam"]["device"],
         code=script_code("predict_litemedsam.py"),
     resources:
         gpu=1,
-    threads: workflow.cores
+        mem_mb=predict_litemedsam_mb,
+        runtime=predict_litemedsam_minutes,
+    threads: gpu_job_threads()
     log:
         "logs/predict_litemedsam/{variant}_{fusion}.log",
     benchmark:

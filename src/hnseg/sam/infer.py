@@ -1,14 +1,13 @@
 """LiteMedSAM inference: one image embedding per slice, all boxes of the slice decoded in one batch.
 
-Preprocessing follows the official recipe (reference/litemedsam.md 1.3-1.5): the slice in the 256 frame (longest
-side resized with area interpolation, see hnseg.fusion) is min-max normalised to [0, 1] over its resized extent
-and zero padded; boxes are mapped into the frame; the 256x256 logits are cropped to the resized extent,
-upsampled bilinearly to the CT slice, and thresholded on the sigmoid.
+Postprocessing follows the official recipe (reference/litemedsam.md 1.5): the 256x256 logits are cropped to the
+resized extent, upsampled bilinearly to the CT slice, and thresholded on the sigmoid. The embeddings come from rule
+embed_slices (hnseg.sam.embeddings) where the official encoder is used, or are computed here with the same function
+for a fine-tuned encoder. Only inference lives here: what fine-tuning shares with it is in hnseg.sam.frame.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -18,25 +17,9 @@ import torch.nn.functional as F
 
 from hnseg.fusion import FrameGeometry, to_model_frame
 from hnseg.prompts import Prompt
+from hnseg.sam.frame import encode_image, frame_boxes, frame_tensor, inference_autocast, synchronize
 
 TARGET_LABELS = {"GTV-T": 1, "GTV-N": 2}
-
-
-def frame_tensor(frame: np.ndarray, geometry: FrameGeometry, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(256, 256, 3) uint8 frame -> (1, 3, 256, 256) float in [0, 1], min-max over the resized extent."""
-    image = torch.as_tensor(frame, dtype=torch.float32, device=device)
-    region = image[: geometry.new_height, : geometry.new_width]
-    lo, hi = region.min(), region.max()
-    out = torch.zeros_like(image)
-    out[: geometry.new_height, : geometry.new_width] = (region - lo) / torch.clamp(hi - lo, min=1e-8)
-    return out.permute(2, 0, 1).unsqueeze(0)
-
-
-def frame_boxes(boxes_xyxy, geometry: FrameGeometry, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Inclusive CT-pixel boxes (K, 4) -> (K, 4) float boxes in the 256 frame."""
-    return torch.tensor(
-        [geometry.box_to_frame(tuple(int(v) for v in b)) for b in boxes_xyxy], dtype=torch.float32, device=device
-    )
 
 
 def logits_to_slice(logits: torch.Tensor, geometry: FrameGeometry) -> torch.Tensor:
@@ -45,16 +28,20 @@ def logits_to_slice(logits: torch.Tensor, geometry: FrameGeometry) -> torch.Tens
     return F.interpolate(crop, size=(geometry.height, geometry.width), mode="bilinear", align_corners=False)[:, 0]
 
 
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA (float16), none on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@torch.inference_mode()
+def decode_boxes(
+    model, embedding: torch.Tensor, geometry: FrameGeometry, boxes_xyxy, device: torch.device
+) -> tuple[torch.Tensor, float]:
+    """Probabilities (K, H, W) on the CT slice for K inclusive CT-pixel boxes on one slice's embedding (256, 64,
+    64), and the decoder's seconds."""
+    synchronize(device)
+    start = time.perf_counter()
+    with inference_autocast(device):
+        embedding = embedding.to(device, torch.float32 if device.type == "cpu" else embedding.dtype)
+        logits, _ = model.decode(embedding.unsqueeze(0), frame_boxes(boxes_xyxy, geometry, device))
+        probs = torch.sigmoid(logits_to_slice(logits, geometry))
+    synchronize(device)
+    return probs, time.perf_counter() - start
 
 
 def segment_slice(model, image_rgb_uint8: np.ndarray, boxes_xyxy, threshold: float = 0.5) -> np.ndarray:
@@ -66,23 +53,9 @@ def segment_slice(model, image_rgb_uint8: np.ndarray, boxes_xyxy, threshold: flo
         image_rgb_uint8 = np.repeat(image_rgb_uint8[..., None], 3, axis=2)
     device = next(model.parameters()).device
     frame, geometry = to_model_frame(image_rgb_uint8)
-    probs = decode_slice(model, frame, geometry, boxes_xyxy, device)[0]
+    embedding, _ = encode_image(model, frame_tensor(frame, geometry)[0], device, torch.float32)
+    probs, _ = decode_boxes(model, embedding, geometry, boxes_xyxy, device)
     return (probs > threshold).cpu().numpy()
-
-
-def decode_slice(model, frame: np.ndarray, geometry: FrameGeometry, boxes_xyxy, device: torch.device):
-    """(probabilities (K, H, W), encoder seconds, decoder seconds) for K boxes on one frame."""
-    with torch.inference_mode(), autocast_for(device):
-        _sync(device)
-        start = time.perf_counter()
-        embedding = model.image_encoder(frame_tensor(frame, geometry, device))
-        _sync(device)
-        encoded = time.perf_counter()
-        logits, _ = model.decode(embedding, frame_boxes(boxes_xyxy, geometry, device))
-        probs = torch.sigmoid(logits_to_slice(logits, geometry))
-        _sync(device)
-        decoded = time.perf_counter()
-    return probs, encoded - start, decoded - encoded
 
 
 @dataclass
@@ -90,6 +63,10 @@ class Timings:
     encoder_s: list[float] = field(default_factory=list)  # per slice
     decoder_s: list[float] = field(default_factory=list)  # per slice (all its boxes)
     boxes: list[int] = field(default_factory=list)  # per slice
+
+    def extend(self, other: Timings) -> None:
+        for name in ("encoder_s", "decoder_s", "boxes"):
+            getattr(self, name).extend(getattr(other, name))
 
     def summary(self) -> dict:
         n_boxes = int(sum(self.boxes))
@@ -107,15 +84,17 @@ class Timings:
 
 def predict_volume(
     model,
-    images: np.ndarray,
+    embeddings: torch.Tensor,
     slice_index: np.ndarray,
     geometry: FrameGeometry,
     shape_zyx: tuple[int, int, int],
     prompts: list[Prompt],
     device: torch.device,
     threshold: float = 0.5,
+    encoder_s=None,
 ) -> tuple[np.ndarray, Timings]:
-    """A label volume (z, y, x) uint8 (0, 1 GTV-T, 2 GTV-N) from a shard's frames and the patient's prompts.
+    """A label volume (z, y, x) uint8 (0, 1 GTV-T, 2 GTV-N) from a shard's slice embeddings and the patient's
+    prompts. `encoder_s` (per slice) is what the embeddings cost, for the timings.
 
     Where boxes overlap, each voxel takes the target whose prediction is most confident, if above threshold.
     """
@@ -128,37 +107,55 @@ def predict_volume(
         slice_prompts = by_slice.get(z, [])
         if not slice_prompts:
             continue
-        probs, t_enc, t_dec = decode_slice(model, images[i], geometry, [p.box for p in slice_prompts], device)
+        probs, t_dec = decode_boxes(model, embeddings[i], geometry, [p.box for p in slice_prompts], device)
         best, which = probs.max(dim=0)
         target = torch.tensor([TARGET_LABELS[p.target] for p in slice_prompts], device=probs.device)[which]
         labels[z] = torch.where(best > threshold, target, 0).to(torch.uint8).cpu().numpy()
-        timings.encoder_s.append(t_enc)
+        timings.encoder_s.append(float(encoder_s[i]) if encoder_s is not None else 0.0)
         timings.decoder_s.append(t_dec)
         timings.boxes.append(len(slice_prompts))
     return labels, timings
 
 
-def predict_patients(model, cases: list[dict], device: torch.device, threshold: float = 0.5) -> dict:
-    """Predict each case {"patient", "shard", "prompts", "reference", "out"}: the label volume on the grid of the
-    reference image (the patient's labels.nii.gz) is written to "out". Returns the timings per patient and overall."""
+def predict_patients(model, cases: list[dict], device: torch.device, threshold: float = 0.5, dtype="float16") -> dict:
+    """Predict each case {"patient", "prompts", "reference", "out"} with either "embeddings" (a file of rule
+    embed_slices, made by the official encoder) or "shard" (encoded here by `model`'s own encoder, stored in
+    `dtype` as the cache would be): the label volume on the grid of the reference image (the patient's
+    labels.nii.gz) is written to "out". Returns the timings per patient and overall."""
     import SimpleITK as sitk
 
-    from hnseg.fusion import read_shard
     from hnseg.prompts import read_prompts
+    from hnseg.sam.embeddings import embed_shard, read_embeddings
 
     per_patient, overall = {}, Timings()
+    sources = set()
     for case in cases:
-        images, _, slice_index, info = read_shard(case["shard"])
-        geometry = FrameGeometry(info["frame"]["height"], info["frame"]["width"], info["frame"]["size"])
+        if "embeddings" in case:
+            cached, source = read_embeddings(case["embeddings"]), "embed_slices"
+        else:
+            cached, source = embed_shard(model, case["shard"], device, dtype), "this job"
+        sources.add(source)
         reference = sitk.ReadImage(str(case["reference"]))
         shape = tuple(reversed(reference.GetSize()))
         labels, timings = predict_volume(
-            model, images, slice_index, geometry, shape, read_prompts(case["prompts"]), device, threshold
+            model,
+            cached.embeddings,
+            cached.slice_index,
+            cached.geometry,
+            shape,
+            read_prompts(case["prompts"]),
+            device,
+            threshold,
+            cached.encoder_s,
         )
         image = sitk.GetImageFromArray(labels)
         image.CopyInformation(reference)
         sitk.WriteImage(image, str(case["out"]), useCompression=True)
         per_patient[case["patient"]] = timings.summary()
-        for name in ("encoder_s", "decoder_s", "boxes"):
-            getattr(overall, name).extend(getattr(timings, name))
-    return {"device": str(device), "overall": overall.summary(), "patients": per_patient}
+        overall.extend(timings)
+    return {
+        "device": str(device),
+        "embeddings_from": sorted(sources),
+        "overall": overall.summary(),
+        "patients": per_patient,
+    }
