@@ -33,7 +33,9 @@ def test_rule_report_writes_every_file_from_the_run(workflow_report, complete_ru
     for (method, subset, target), row in summary.iterrows():
         if subset == "test":
             cell = shown[(LABELS[method], target)]
-            assert cell["n"] == str(row["n"]) and cell["dsc_mean_sd"] == mean_sd_text(row["dsc_mean"], row["dsc_sd"], 3)
+            assert cell["n"] == str(int(row["n"])) and cell["dsc_mean_sd"] == mean_sd_text(
+                row["dsc_mean"], row["dsc_sd"], 3
+            )
     # the patient the cohort left out of everything is named with the reason, and nowhere as a case
     cohort = pd.read_csv(results / "cohort.tsv", sep="\t", keep_default_na=False)
     left_out = pd.read_csv(workflow_report / "tables" / "cohort_left_out.csv", keep_default_na=False)
