@@ -24,6 +24,7 @@ include: "workflow/rules/fusion.smk"
 include: "workflow/rules/litemedsam.smk"
 include: "workflow/rules/nnunet.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -26,7 +26,8 @@ TABLE = {
     ),
     "the registration QC module": ("hnseg/registration/qc.py", {"registration_qc", "report"}),
     "a LiteMedSAM inference-only module": ("hnseg/sam/infer.py", {"predict_litemedsam"} | SCORES),
-    "nnU-Net epochs": ("nnunet:\n  epochs: 2\n", NNUNET_MODELS | SCORES),
+    # the evaluated patients' nnU-Net images are a temp() folder: rebuilt for the new prediction, nothing else
+    "nnU-Net epochs": ("nnunet:\n  epochs: 2\n", NNUNET_MODELS | {"nnunet_test_images"} | SCORES),
     "the metrics module": ("hnseg/metrics.py", SCORES),
     "the report module": ("hnseg/report/html.py", {"report"}),
 }
@@ -43,11 +44,12 @@ NEVER = {
 
 def edited_package(tmp_path: Path, module: str) -> dict[str, str]:
     """A copy of the hnseg package with one module edited (a comment appended); the env that imports it."""
-    copy = tmp_path / "package"
-    shutil.copytree(ROOT / "src" / "hnseg", copy / "hnseg", ignore=shutil.ignore_patterns("__pycache__"))
-    path = copy / module
+    copy = tmp_path / "repository"  # laid out like the repository: hnseg finds its schemas from src/hnseg
+    shutil.copytree(ROOT / "src" / "hnseg", copy / "src" / "hnseg", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "workflow").symlink_to(ROOT / "workflow")
+    path = copy / "src" / module
     path.write_text(path.read_text() + "\n# edited by the rerun test\n")
-    return {"PYTHONPATH": str(copy)}
+    return {"PYTHONPATH": str(copy / "src")}
 
 
 def plan(complete_run, tmp_path: Path, change: str) -> dict[str, int]:

@@ -1,10 +1,14 @@
 # Parse-time state of the workflow: validated config, the cohort, its split, and input functions named by intent.
 # The logic lives in hnseg (hnseg.config, hnseg.workflow, hnseg.split); this file only wires it in.
 
+import math
 import os
+from pathlib import Path
 
 import hnseg.cohort
 import hnseg.config
+import hnseg.nnunet
+import hnseg.sam.sizing
 import hnseg.workflow
 from hnseg.provenance import import_closure_hash
 
@@ -18,9 +22,6 @@ SPLIT = hnseg.workflow.split_from_config(
     PATIENTS,
     {p: r[_stratify_by] for p, r in PATIENT_ROWS.items()} if _stratify_by else None,
 )
-TRAIN, VAL, TEST = (SPLIT.patients(s) for s in ("train", "val", "test"))
-# Patients every method predicts and is scored on (evaluate.subsets: the test subset, and by default val too).
-EVALUATED = [p for subset in config["evaluate"]["subsets"] for p in SPLIT.patients(subset)]
 LITEMEDSAM_METHODS = [
     f"litemedsam_{variant}_{fusion}" for fusion in config["fusion"]["kinds"] for variant in ("zeroshot", "finetuned")
 ]
@@ -30,8 +31,10 @@ METHODS = LITEMEDSAM_METHODS + NNUNET_METHODS
 BRANCHES = [*config["fusion"]["kinds"], "nnunet"]
 
 
+# A patient id as the sheet's schema allows it, not the list of ids: a 661-way alternation in every file pattern made
+# each dry run of the study spend seconds in regular expressions (benchmarks/dag.py).
 wildcard_constraints:
-    patient="|".join(PATIENTS),
+    patient="[A-Za-z0-9][A-Za-z0-9_-]{0,63}",
     fusion="|".join(config["fusion"]["kinds"]),
     variant="zeroshot|finetuned",
     method="|".join(METHODS),
@@ -125,10 +128,6 @@ def import_options():
     return dict(config["import"])
 
 
-def imported(kind, patients=None):
-    """Import outputs of a kind (ct, labels, pet, t1, t2) for the given patients (default: all)."""
-    return expand("results/imported/{patient}/{kind}.nii.gz", patient=patients or PATIENTS, kind=kind)
-
 
 def registration_options():
     """What register_mri reads of the registration section: all but the QC-only keys, so a QC number never
@@ -140,6 +139,11 @@ def registration_options():
 
 def registration_qc_options():
     return dict(config["registration"]["qc"])
+
+
+def gpu_job_threads():
+    """CPU threads of a job that holds a GPU (config gpu.threads_per_job), so that GPU jobs run side by side."""
+    return config["gpu"]["threads_per_job"]
 
 
 def registration_threads():
@@ -170,81 +174,314 @@ def registration_qc_inputs(wildcards):
     return inputs
 
 
-def registered(kinds, patients=None):
-    """Registration outputs (ct, labels, pet, t1, t2, qc) for the given patients (default: all)."""
-    files = {"ct": "ct.nii.gz", "labels": "labels.nii.gz", "pet": "pet.nii.gz", "t1": "t1.nii.gz", "t2": "t2.nii.gz"}
-    files["qc"] = "qc.json"
-    return expand(
-        "results/registered/{patient}/{file}", patient=patients or PATIENTS, file=[files[k] for k in kinds]
-    )
-
-
 def fusion_inputs(wildcards):
-    """Volumes a fusion needs, all on the CT grid: the imported CT alone, or the registered CT, PET, T1w, T2w."""
-    labels = f"results/imported/{wildcards.patient}/labels.nii.gz"
+    """Volumes a fusion needs, all on the CT grid: the imported CT alone, or the registered CT, PET, T1w, T2w.
+
+    Stage volumes are not rule outputs (hnseg.cohort): fusions are only requested, through the cohort checkpoint,
+    for patients whose stages made them."""
+    imported = f"results/imported/{wildcards.patient}"
+    records = {"import_record": f"{imported}/import.json"}  # links each fusion to the stages that made its volumes
     if wildcards.fusion == "ct":
-        return {"ct": f"results/imported/{wildcards.patient}/ct.nii.gz", "labels": labels}
+        return {"ct": f"{imported}/ct.nii.gz", "labels": f"{imported}/labels.nii.gz", **records}
     registered = f"results/registered/{wildcards.patient}"
     return {
         "ct": f"{registered}/ct.nii.gz",
         "pet": f"{registered}/pet.nii.gz",
         "t1": f"{registered}/t1.nii.gz",
         "t2": f"{registered}/t2.nii.gz",
-        "labels": labels,
+        "labels": f"{imported}/labels.nii.gz",
+        **records,
+        "pet_record": f"{registered}/pet.json",
+        "mri_record": f"{registered}/mri.json",
     }
 
 
-def fused_slices(fusions, patients=None):
-    return expand("results/slices/{fusion}/{patient}.{ext}", fusion=fusions, patient=patients or PATIENTS, ext=["npz", "png"])
+def shards(fusion, patients):
+    return expand("results/slices/{fusion}/{patient}.npz", fusion=fusion, patient=patients)
 
 
-def litemedsam_predict_inputs(wildcards):
-    """Shards, prompts and reference grids of the evaluated patients; the fine-tuned checkpoint if finetuned."""
+def prompts_of(patients):
+    return expand("results/prompts/{patient}.json", patient=patients)
+
+
+def labels_of(patients):
+    """Reference labels on the CT grid (import_ct's)."""
+    return expand("results/imported/{patient}/labels.nii.gz", patient=patients)
+
+
+# ---- LiteMedSAM (workflow/rules/litemedsam.smk) ----
+
+
+def frozen_encoder():
+    """Whether fine-tuning keeps the official encoder (litemedsam.finetune.train_encoder: false): the fine-tuned
+    prediction and the fine-tuning's validation then read the official embeddings of rule embed_slices."""
+    return not config["litemedsam"]["finetune"]["train_encoder"]
+
+
+def embeddings_of(fusion, patients):
+    return expand("results/embeddings/{fusion}/{patient}.npz", fusion=fusion, patient=patients)
+
+
+def litemedsam_finetune_inputs(wildcards):
+    """Train shards and their prompts to learn from, val shards and prompts to select the epoch on (the fusion's
+    branch of the cohort), and with a frozen encoder the val embeddings."""
+    train = cohort_members(wildcards.fusion, ["train"])
+    val = cohort_members(wildcards.fusion, ["val"])
     inputs = {
-        "shards": expand("results/slices/{fusion}/{patient}.npz", fusion=wildcards.fusion, patient=EVALUATED),
-        "prompts": expand("results/prompts/{patient}.json", patient=EVALUATED),
-        "references": expand("results/imported/{patient}/labels.nii.gz", patient=EVALUATED),
+        "train": shards(wildcards.fusion, train),
+        "train_prompts": prompts_of(train),
+        "val": shards(wildcards.fusion, val),
+        "val_prompts": prompts_of(val),
     }
-    if wildcards.variant == "finetuned":
-        inputs["checkpoint"] = f"results/models/litemedsam/{wildcards.fusion}/best.pth"
+    if frozen_encoder():
+        inputs["val_embeddings"] = embeddings_of(wildcards.fusion, val)
     return inputs
 
 
-def litemedsam_predictions(fusions):
-    return expand(
-        "results/predictions/litemedsam_{variant}_{fusion}/timings.json", variant=["zeroshot", "finetuned"], fusion=fusions
-    )
+def litemedsam_evaluated_patients(wildcards):
+    return cohort_members(wildcards.fusion, config["evaluate"]["subsets"])
 
 
-def evaluate_inputs(wildcards):
-    """A method's predictions of the evaluated patients and their reference labels on the CT grid."""
+def litemedsam_predict_inputs(wildcards):
+    """Prompts and reference grids of the evaluated patients, the fine-tuned checkpoint if finetuned, and the
+    official embeddings of their slices (embed_slices), or their shards when the model has an encoder of its own."""
+    patients = litemedsam_evaluated_patients(wildcards)
+    inputs = {"prompts": prompts_of(patients), "references": labels_of(patients)}
+    if wildcards.variant == "finetuned":
+        inputs["checkpoint"] = f"results/models/litemedsam/{wildcards.fusion}/best.pth"
+    if wildcards.variant == "zeroshot" or frozen_encoder():
+        inputs["embeddings"] = embeddings_of(wildcards.fusion, patients)
+    else:
+        inputs["shards"] = shards(wildcards.fusion, patients)
+    return inputs
+
+
+def embed_slices_minutes(wildcards, input):
+    return hnseg.sam.sizing.embed_minutes(hnseg.sam.sizing.shard_slices(input.shard))
+
+
+def predict_litemedsam_minutes(wildcards, input):
+    """From the slices of the evaluated patients (their embeddings hold as many as their shards)."""
+    files = input.shards if "shards" in input.keys() else input.embeddings
+    return hnseg.sam.sizing.predict_minutes(hnseg.sam.sizing.total_slices(files), "shards" in input.keys())
+
+
+def predict_litemedsam_mb(wildcards, input):
+    return hnseg.sam.sizing.predict_mb("shards" in input.keys())
+
+
+def _finetune_sizes(input):
+    sizing = hnseg.sam.sizing
+    return sizing.total_slices(input.train), sizing.total_slices(input.val), config["litemedsam"]["finetune"]
+
+
+def finetune_litemedsam_minutes(wildcards, input):
+    train, val, ft = _finetune_sizes(input)
+    lm = config["litemedsam"]
+    return hnseg.sam.sizing.finetune_minutes(train, val, ft, lm["device"], lm["embedding_dtype"])
+
+
+def finetune_litemedsam_mb(wildcards, input):
+    train, val, ft = _finetune_sizes(input)
+    return hnseg.sam.sizing.finetune_mb(train, val, ft, config["litemedsam"]["embedding_dtype"])
+
+
+# ---- nnU-Net (workflow/rules/nnunet.smk): the cohort's nnunet branch ----
+
+NNUNET_DATASETS = hnseg.nnunet.dataset_names(config["nnunet"])  # variant -> dataset folder name
+# Minutes per nnU-Net epoch of 250 iterations on one data-centre GPU, 3d_fullres with 4-5 channels: the original
+# nnU-Net averages about 30 s on an A100 (reference/nnunet.md), and 4-5 channels make the CPU augmentation the limit.
+NNUNET_MINUTES_PER_EPOCH = 1.2
+
+
+def nnunet_train_patients(wildcards=None):
+    return cohort_members("nnunet", ["train"])
+
+
+def nnunet_val_patients(wildcards=None):
+    return cohort_members("nnunet", ["val"])
+
+
+def nnunet_training_patients(wildcards=None):
+    return cohort_members("nnunet", ["train", "val"])
+
+
+def nnunet_evaluated_patients(wildcards=None):
+    return cohort_members("nnunet", config["evaluate"]["subsets"])
+
+
+def nnunet_variant(wildcards):
+    if "nnunet_variant" in wildcards.keys():
+        return wildcards.nnunet_variant
+    return hnseg.nnunet.parse_dataset_name(wildcards.nnunet_dataset)[0]
+
+
+def nnunet_dataset_id(wildcards):
+    return config["nnunet"][f"dataset_id_{nnunet_variant(wildcards)}"]
+
+
+def _nnunet_channels(wildcards, patients):
+    """The registered channels of the patients, and for the box dataset their prompts (the box channel)."""
+    volumes = {k: expand("results/registered/{patient}/{k}.nii.gz", patient=patients, k=k) for k in ("ct", "pet", "t1", "t2")}
+    # the records of the stages that made them (a registration rerun reaches nnU-Net through them)
+    volumes["records"] = expand("results/registered/{patient}/{r}.json", patient=patients, r=("pet", "mri"))
+    volumes["prompts"] = prompts_of(patients) if nnunet_variant(wildcards) == "box" else []
+    return volumes
+
+
+def nnunet_training_volumes(wildcards):
+    patients = nnunet_training_patients()
+    labels = expand("results/registered/{patient}/labels.nii.gz", patient=patients)
+    return {**_nnunet_channels(wildcards, patients), "labels": labels}
+
+
+def nnunet_evaluated_volumes(wildcards):
+    return _nnunet_channels(wildcards, nnunet_evaluated_patients())
+
+
+def nnunet_predict_inputs(wildcards):
+    dataset = NNUNET_DATASETS[wildcards.nnunet_variant]
     return {
-        "predictions": expand("results/predictions/{method}/{patient}.nii.gz", method=wildcards.method, patient=EVALUATED),
-        "references": expand("results/imported/{patient}/labels.nii.gz", patient=EVALUATED),
+        "raw": f"results/nnunet/raw/{dataset}",
+        "images": f"results/nnunet/imagesTs/{dataset}",
+        "model": f"results/nnunet/results/{dataset}/training.json",
+        "references": labels_of(nnunet_evaluated_patients()),
     }
 
 
-def evaluated_subsets():
-    """Subset of each evaluated patient, in the order of EVALUATED."""
-    return [SPLIT.subset[p] for p in EVALUATED]
+def nnunet_boxmask_inputs(wildcards):
+    return {"predictions": "results/predictions/nnunet_nobox", "prompts": prompts_of(nnunet_evaluated_patients())}
+
+
+def nnunet_training_minutes(wildcards):
+    """SLURM time limit of one training: the configured epochs at NNUNET_MINUTES_PER_EPOCH, plus half an hour."""
+    nn = config["nnunet"]
+    epochs_of_250 = nn["epochs"] * nn["iterations_per_epoch"] / 250
+    return 30 + math.ceil(epochs_of_250 * NNUNET_MINUTES_PER_EPOCH)
+
+
+# ---- Evaluation (workflow/rules/evaluate.smk) ----
+
+
+def evaluate_inputs(wildcards):
+    """A method's predictions (its folder) and the reference labels of the patients it is scored on."""
+    return {"predictions": f"results/predictions/{wildcards.method}", "references": labels_of(evaluated_patients(wildcards))}
+
+
+def evaluate_minutes(wildcards, input):
+    """About a second per patient and target on a realistic CT (benchmarks/RESULTS.md), with room to spare."""
+    return 5 + len(input.references) // 20
 
 
 def method_metrics(methods):
     return expand("results/metrics/{method}.csv", method=methods)
 
 
-def final_outputs():
-    """What `rule all` builds; grows as stages land."""
+def metrics_of_methods_that_run(wildcards):
+    return method_metrics(methods_that_run())
+
+
+# ---- What a complete run builds ----
+
+
+def per_patient_outputs():
+    """What a user looks at per patient: prompts, slice previews of each fusion, registration QC."""
+    subsets = ["train", "val", "test"]
+    entered = sorted(set().union(*(cohort_members(branch, subsets) for branch in BRANCHES)))
+    outputs = prompts_of(entered)
+    for fusion in config["fusion"]["kinds"]:
+        outputs += expand("results/slices/{fusion}/{patient}.png", fusion=fusion, patient=cohort_members(fusion, subsets))
+    registered = sorted(set(cohort_members("nnunet", subsets)) | set(cohort_members("multimodal", subsets)))
+    outputs += expand("results/registered/{patient}/qc.{ext}", patient=registered, ext=["json", "png"])
+    return outputs
+
+
+def outputs_after_the_cohort(wildcards):
+    """What `rule all` builds once the cohort checkpoint has run: every method that can run, scored, and the report."""
     return [
-        *synthetic_cohort_outputs(),
-        "results/split.tsv",
-        *imported(["ct", "labels", "pet", "t1", "t2"]),
-        *expand("results/prompts/{patient}.json", patient=PATIENTS),
-        *registered(["ct", "labels", "pet", "t1", "t2", "qc"]),
-        *fused_slices(config["fusion"]["kinds"]),
-        *litemedsam_predictions(config["fusion"]["kinds"]),
-        *expand("results/predictions/nnunet_{variant}/timings.json", variant=["nobox", "box"]),
-        "results/predictions/nnunet_nobox_boxmasked/boxmask.json",
-        *method_metrics(METHODS),
+        "results/cohort.tsv",
+        *per_patient_outputs(),
+        *metrics_of_methods_that_run(wildcards),
         "results/metrics/summary.csv",
+        "results/report/index.html",
     ]
+
+
+def print_cohort_summary():
+    """At the end of a run: who was left out of which branch and why, and the methods that could not run."""
+    if not os.path.exists("results/cohort.tsv") or not os.path.exists("results/methods.tsv"):
+        return
+    rows = hnseg.cohort.read_cohort("results/cohort.tsv")
+    lines = hnseg.cohort.exclusion_summary(rows, BRANCHES)
+    lines += [f"{p.method} did not run: {p.reason}" for p in hnseg.cohort.read_method_plans("results/methods.tsv") if not p.runs]
+    print("\n".join(["hnseg cohort (results/cohort.tsv):", *lines]))
+
+
+# ---- The report (workflow/rules/report.smk) ----
+
+
+def report_files(wildcards):
+    """Every file the report reads, by role, as hnseg.report.build.ReportInputs takes them: the methods that ran and
+    their patients (through the cohort checkpoint), the case figure's candidates (test patients of the multimodal
+    branch), timings, benchmarks, registration QC and checkpoints."""
+    import hnseg.report
+
+    subsets = ["train", "val", "test"]
+    fusions = config["fusion"]["kinds"]
+    running = methods_that_run()
+    entered = sorted(set().union(*(cohort_members(branch, subsets) for branch in BRANCHES)))
+    registered = sorted(set().union(*(cohort_members(b, subsets) for b in BRANCHES if b != "ct")))
+    candidates = cohort_members("multimodal", ["test"]) if "multimodal" in fusions else []
+    litemedsam = [m for m in running if m.startswith("litemedsam_")]
+    finetuned = [f for f in fusions if f"litemedsam_finetuned_{f}" in running]
+    nnunet_variants = [v for v in hnseg.nnunet.VARIANTS if f"nnunet_{v}" in running]
+    per_patient = {"import_ct": entered, "import_pet": registered, "import_mri": registered}
+    per_patient |= {"resample_pet": registered, "register_mri": registered}
+    benchmarks = {rule: {p: f"results/benchmarks/{rule}/{p}.tsv" for p in patients} for rule, patients in per_patient.items()}
+    benchmarks["finetune_litemedsam"] = {f: f"results/benchmarks/finetune_litemedsam/{f}.tsv" for f in finetuned}
+    benchmarks["predict_litemedsam"] = {
+        m.removeprefix("litemedsam_"): f"results/benchmarks/predict_litemedsam/{m.removeprefix('litemedsam_')}.tsv"
+        for m in litemedsam
+    }
+    benchmarks["nnunet_train"] = {v: f"results/benchmarks/nnunet_train/{NNUNET_DATASETS[v]}.tsv" for v in nnunet_variants}
+    benchmarks["nnunet_predict"] = {v: f"results/benchmarks/nnunet_predict/{v}.tsv" for v in nnunet_variants}
+    return {
+        "metrics": {m: f"results/metrics/{m}.csv" for m in running},
+        "summary": "results/metrics/summary.csv",
+        "split": "results/split.tsv",
+        "cohort": "results/cohort.tsv",
+        "methods": "results/methods.tsv",
+        "published": str(hnseg.report.published_values_file()),
+        "prompts": dict(zip(entered, prompts_of(entered))),
+        "shards": {f: dict(zip(candidates, shards(f, candidates))) for f in fusions},
+        "references": dict(zip(candidates, labels_of(candidates))),
+        "predictions": {m: {p: f"results/predictions/{m}/{p}.nii.gz" for p in candidates} for m in litemedsam},
+        "histories": {f: f"results/models/litemedsam/{f}/history.csv" for f in finetuned},
+        "litemedsam_timings": {m: f"results/predictions/{m}/timings.json" for m in litemedsam},
+        "nnunet_trainings": {v: f"results/nnunet/results/{NNUNET_DATASETS[v]}/training.json" for v in nnunet_variants},
+        "nnunet_timings": {f"nnunet_{v}": f"results/predictions/nnunet_{v}/timings.json" for v in nnunet_variants},
+        "benchmarks": benchmarks,
+        "qc": {p: f"results/registered/{p}/qc.json" for p in registered},
+        "qc_png": {p: f"results/registered/{p}/qc.png" for p in registered},
+        "checkpoints": {f: f"results/models/litemedsam/{f}/best.pth" for f in finetuned},
+    }
+
+
+def report_inputs(wildcards):
+    """report_files as flat lists per role, for the DAG. A file inside a prediction folder (an output directory)
+    is represented by its folder."""
+
+    def paths(value):
+        if isinstance(value, dict):
+            return [p for v in value.values() for p in paths(v)]
+        return [value]
+
+    def as_output(path):
+        parts = Path(path).parts
+        return str(Path(*parts[:3])) if parts[:2] == ("results", "predictions") else path
+
+    return {role: sorted({as_output(p) for p in paths(value)}) for role, value in report_files(wildcards).items()}
+
+
+def report_options():
+    return dict(config["report"])

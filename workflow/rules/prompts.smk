@@ -5,6 +5,7 @@
 rule make_prompts:
     input:
         labels="results/imported/{patient}/labels.nii.gz",
+        record="results/imported/{patient}/import.json",
     output:
         "results/prompts/{patient}.json",
     params:
