@@ -10,8 +10,8 @@
 3. Fine-tuning seconds per step at batch 8 with the encoder trained (the paper's setting) and with it frozen, and
    the peak resident memory of the process.
 
-The workflow jobs that run the encoder (embed_slices, a fine-tuned encoder's prediction, a frozen encoder's
-fine-tuning) start with hnseg.memory.MALLOC_TUNING in their environment; to measure as they run:
+The workflow jobs that run LiteMedSAM inference (embed_slices, predict_litemedsam, a frozen encoder's fine-tuning)
+start with hnseg.memory.MALLOC_TUNING in their environment; to measure as they run:
     env MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=17179869184 python benchmarks/litemedsam.py
 """
 

@@ -118,7 +118,7 @@ def best_epoch(rows: list[dict]) -> int:
     return int(min(rows, key=lambda r: float(r["val_dice_loss"]))["epoch"])
 
 
-def test_only_the_jobs_that_run_the_encoder_keep_freed_memory(tiny_run):
+def test_only_the_jobs_that_run_litemedsam_keep_freed_memory(tiny_run):
     records = [json.loads(line) for line in tiny_run.processes.read_text().splitlines()]
     by_pid: dict[int, list[dict]] = {}
     for record in records:
@@ -129,12 +129,12 @@ def test_only_the_jobs_that_run_the_encoder_keep_freed_memory(tiny_run):
         if scripts:
             name = Path(scripts[0]).name.split(".")[-2]  # tmpXXXXXXXX.<script>.py
             jobs.setdefault(name, []).append([bool(s["malloc"]) for s in starts])
-    # embeddings of the val and test patient, and the fine-tuning of the frozen encoder: started plain, then
-    # re-executed themselves with the settings
+    # embeddings of the val and test patient, both predictions and the fine-tuning of the frozen encoder: started
+    # plain, then re-executed themselves with the settings
     assert jobs["embed_litemedsam"] == [[False, True], [False, True]]
+    assert jobs["predict_litemedsam"] == [[False, True], [False, True]]
     assert jobs["finetune_litemedsam"] == [[False, True]]
-    # the predictions only decode cached embeddings; import, prompts and fusion never run the encoder
-    assert jobs["predict_litemedsam"] == [[False], [False]]
+    # import, prompts and fusion never run the model
     for script in ("import_ct", "import_pet", "make_prompts", "fuse_slices"):
         assert jobs[script] and all(starts == [False] for starts in jobs[script]), script
     # nor does Snakemake itself set them for every job any more
@@ -197,3 +197,22 @@ def test_after_a_change_of_the_ct_window_the_finetuning_starts_from_the_official
     rows = history(workdir / MODEL / "history.csv")
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert without_seconds(rows) != without_seconds(history(tiny_run.workdir / MODEL / "history.csv"))
+
+
+def test_with_a_trained_encoder_the_finetuned_prediction_encodes_its_own_slices(tiny_run, tmp_path):
+    trained = tmp_path / "trained.yaml"
+    trained.write_text("litemedsam:\n  finetune:\n    train_encoder: true\n")
+    targets = [str(MODEL / "best.pth"), "results/predictions/litemedsam_finetuned_ct"]
+    dry = snakemake(tiny_run.workdir, "-n", *targets, "--configfile", *tiny_run.configs, str(trained)).stdout
+    jobs = {}
+    for block in dry.split("\n\n"):
+        lines = dict(
+            line.strip().split(": ", 1) for line in block.splitlines() if line.startswith("    ") and ": " in line
+        )
+        rule = next((line.split()[1].rstrip(":") for line in block.splitlines() if line.startswith("rule ")), None)
+        if rule in ("finetune_litemedsam", "predict_litemedsam"):
+            jobs[rule] = lines["input"].split(", ")
+    assert "results/slices/ct/V01.npz" in jobs["predict_litemedsam"]
+    assert not [f for f in jobs["predict_litemedsam"] if f.startswith("results/embeddings/")]
+    assert not [f for f in jobs["finetune_litemedsam"] if f.startswith("results/embeddings/")]
+    assert "embed_slices" not in dry  # nothing to embed: the official embeddings are only for zero-shot

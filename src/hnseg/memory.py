@@ -1,15 +1,17 @@
-"""glibc's allocator in the jobs that run LiteMedSAM's image encoder for inference: keep freed memory.
+"""glibc's allocator in the jobs that run LiteMedSAM inference: keep freed memory.
 
 By default glibc serves every buffer above 32 MB (PyTorch's im2col buffers of the TinyViT convolutions among them)
 with a fresh mmap and unmaps it when freed, so every encoder call page-faults about 1.5 GB back in: on two CPU
 cores that was 0.75-0.9 s of system time per slice beside 1.0-1.5 s of computation (benchmarks/RESULTS.md).
-Served from the heap and kept there (:data:`MALLOC_TUNING`), the same calls page-fault almost never.
+Served from the heap and kept there (:data:`MALLOC_TUNING`), the same calls page-fault almost never. The mask
+decoder gains less: 12,000-19,000 page faults per call of two boxes fall to 1,000-1,600, and its CPU time by 12-17 %
+(one thread, 2026-12-05).
 
-That was measured to help the encoder's forward pass only, so only the jobs that run it get the settings: rule
-embed_slices, the prediction of a fine-tuned encoder (which encodes its own slices) and the fine-tuning of a frozen
-encoder (which encodes its flipped training slices). glibc reads the settings when a process starts, so such a job's
-script calls :func:`keep_freed_memory` first: it re-executes the same process (same pid, same arguments) with the
-settings added to its environment. Other jobs (import, registration, nnU-Net, ...) keep glibc's defaults.
+That was measured for the forward passes of LiteMedSAM, so only the jobs that run them get the settings: rule
+embed_slices, predict_litemedsam, and the fine-tuning of a frozen encoder (which encodes its flipped training slices
+and trains the decoder alone). glibc reads the settings when a process starts, so such a job's script calls
+:func:`keep_freed_memory` first: it re-executes the same process (same pid, same arguments) with the settings added
+to its environment. Other jobs (import, registration, nnU-Net, ...) keep glibc's defaults.
 
 Keeping freed memory has a price where the encoder is trained: the heap fragments and the peak resident memory of a
 batch-8 step with gradient checkpointing grew from 7.1 GB to 15.9 GB. Training with the encoder therefore never asks

@@ -1,14 +1,15 @@
 """Adapter for rule predict_litemedsam: label volumes of the evaluated patients and the timings.
 
 The slices' embeddings come from rule embed_slices, unless the model has its own (fine-tuned) encoder: the job then
-gets shards instead and encodes them itself, with the allocator settings of the encoder (hnseg.memory)."""
+gets shards instead and encodes them itself. Either way it runs with the allocator settings of inference
+(hnseg.memory)."""
 
 from hnseg.memory import keep_freed_memory
 
+keep_freed_memory()  # re-executes this process with the settings
+
 sm = snakemake
 encodes = "shards" in sm.input.keys()
-if encodes:
-    keep_freed_memory()  # re-executes this process with the settings
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
