@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Debian packages the tests need beyond the Python environment: Chromium, for tests/test_report_browser.py (the
-# report opened in a real headless browser). Idempotent: when every package is installed it returns at once
-# without touching apt; otherwise `apt-get update` once, then installs only what is missing.
+# report opened in a real headless browser); plastimatch (an independent RTSTRUCT rasteriser) and dcmtk (storescp,
+# a DICOM node to C-STORE to), for tests/test_dicom_export.py. Idempotent: when every package is installed it
+# returns at once without touching apt; otherwise `apt-get update` once, then installs only what is missing.
 #
 #   bash envs/system-packages.sh       as root (CI containers), or with sudo available
 #
-# The browser test fails (never skips) when Chromium is missing, so run this before `make test`.
+# These tests fail (never skip) when a package is missing, so run this before `make test`.
 set -euo pipefail
 
-packages=(chromium)
+packages=(chromium plastimatch dcmtk)
 
 missing=()
 for package in "${packages[@]}"; do
