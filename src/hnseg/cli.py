@@ -179,6 +179,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_send(args: argparse.Namespace) -> int:
+    from hnseg.dicom.export import SendError, send
+
+    try:
+        files = send(args.dir, args.host, args.port, args.aet, calling_aet=args.calling_aet, timeout_s=args.timeout)
+    except SendError as exc:
+        print(f"hnseg export send: {exc}", file=sys.stderr)
+        return 3
+    print(f"{len(files)} file(s) sent to {args.aet}@{args.host}:{args.port}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hnseg", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
@@ -228,6 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-kg", type=float, help="body weight for SUV when the PET header has none")
     p.add_argument("--log-dir", help="where the stages' logs go (default: OUT_DIR/logs)")
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("export", help="send a DICOM export (RTSTRUCT and SEG of predictions) to a DICOM node")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = actions.add_parser(
+        "send",
+        help="C-STORE every .dcm file under DIR to a DICOM node",
+        description="C-STORE the files of an export (e.g. export/<method>, written by `snakemake "
+        "export/<method>/README.md`) to a DICOM node (a PACS, a planning system, 3D Slicer's DICOM listener). Exit "
+        "status 3 when the node cannot be reached, refuses the association, does not answer or fails a store.",
+    )
+    q.add_argument("dir", metavar="DIR", help="folder of the export (searched recursively for .dcm files)")
+    q.add_argument("--host", required=True, help="the node's host name or address")
+    q.add_argument("--port", required=True, type=int, help="the node's port")
+    q.add_argument("--aet", required=True, help="the node's AE title (the called AE title)")
+    q.add_argument("--calling-aet", default="HNSEG", help="hnseg's AE title (default HNSEG)")
+    q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the node (default 30)")
+    q.set_defaults(func=_cmd_export_send)
 
     p = sub.add_parser("predict", help="LiteMedSAM on one slice with one box")
     p.add_argument("image", help="an 8-bit PNG or NPY slice, or a CT NIfTI (HU) with --slice")
