@@ -179,6 +179,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cohort(args: argparse.Namespace) -> int:
+    from hnseg.nifti import layouts
+
+    if args.layout == "from-hecktor":
+        result = layouts.hecktor_sheet(args.folder, args.out)
+    else:
+        result = layouts.nnunet_sheet(args.folder, args.out, layouts.parse_channel_mapping(args.channels))
+    path = layouts.write_sheet(result, args.out)
+    for line in result.notes:
+        print(line)
+    for line in result.left_out:
+        print(f"left out: {line}")
+    print(f"patients sheet with {len(result.rows)} patients written to {path}; set `patients: {path}` in your config")
+    return 0
+
+
 def _cmd_export_send(args: argparse.Namespace) -> int:
     from hnseg.dicom.export import SendError, send
 
@@ -240,6 +256,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-kg", type=float, help="body weight for SUV when the PET header has none")
     p.add_argument("--log-dir", help="where the stages' logs go (default: OUT_DIR/logs)")
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("cohort", help="write a patients sheet from a NIfTI cohort (HECKTOR 2022, nnU-Net raw)")
+    layouts = p.add_subparsers(dest="layout", required=True, metavar="LAYOUT")
+    for name, folder, text in (
+        (
+            "from-hecktor",
+            "DIR",
+            "a HECKTOR 2022 folder: imagesTr/<id>__CT.nii.gz, <id>__PT.nii.gz, labelsTr/<id>.nii.gz",
+        ),
+        ("from-nnunet", "DATASET_DIR", "an nnU-Net raw dataset: dataset.json, imagesTr/<case>_XXXX, labelsTr/<case>"),
+    ):
+        q = layouts.add_parser(name, help=text, description=f"Write a patients sheet from {text}.")
+        q.add_argument("folder", metavar=folder)
+        q.add_argument("--out", default="config/patients.tsv", help="the sheet (default config/patients.tsv)")
+        if name == "from-nnunet":
+            q.add_argument(
+                "--channels",
+                metavar="MAP",
+                help="what each channel is, e.g. 0=ct,1=pet (ct, pet, t1, t2, skip); needed for channel names "
+                "hnseg does not recognise",
+            )
+        q.set_defaults(func=_cmd_cohort)
 
     p = sub.add_parser("export", help="send a DICOM export (RTSTRUCT and SEG of predictions) to a DICOM node")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -34,13 +34,34 @@ log = logging.getLogger(__name__)
 
 OK, FAILED, NOT_RUN = "ok", "failed", "not_run"
 
-# The stage records each branch needs, in pipeline order (the first one that is not ok is the reason given).
-BRANCH_STAGES: dict[str, tuple[str, ...]] = {
-    "ct": ("import_ct",),
-    "multimodal": ("import_ct", "import_pet", "resample_pet", "import_mri", "register_mri"),
-    "nnunet": ("import_ct", "import_pet", "resample_pet", "import_mri", "register_mri"),
-}
 STAGES = ("import_ct", "import_pet", "import_mri", "resample_pet", "register_mri")
+# The stages that make each volume on the CT grid, in pipeline order (the first one not ok is the reason given).
+VOLUME_STAGES: dict[str, tuple[str, ...]] = {
+    "ct": ("import_ct",),
+    "pet": ("import_pet", "resample_pet"),
+    "t1": ("import_mri", "register_mri"),
+    "t2": ("import_mri", "register_mri"),
+}
+PAPER_VOLUMES = ("ct", "pet", "t1", "t2")
+NNUNET = "nnunet"
+AUTO = "auto"
+
+
+def stages_for(volumes: Iterable[str]) -> tuple[str, ...]:
+    """The stage records a branch needs whose method reads these volumes (ct is always needed: labels, grid)."""
+    stages = [s for v in ("ct", *volumes) for s in VOLUME_STAGES[v]]
+    return tuple(dict.fromkeys(stages))
+
+
+def branch_volumes_of(fusion_volumes: Mapping[str, Sequence[str]], nnunet: Sequence[str] | str = AUTO):
+    """branch -> the volumes its methods read: each fusion's (hnseg.fusion.fusion_volumes), and nnunet's (`auto`:
+    decided from the cohort, see :func:`nnunet_volumes`)."""
+    return {**{f: tuple(v) for f, v in fusion_volumes.items()}, NNUNET: nnunet if nnunet == AUTO else tuple(nnunet)}
+
+
+# The paper's branches: the ct fusion reads the CT, the multimodal one and nnU-Net CT, PET, T1w and T2w.
+PAPER_BRANCH_VOLUMES = branch_volumes_of({"ct": ("ct",), "multimodal": PAPER_VOLUMES}, PAPER_VOLUMES)
+BRANCH_STAGES: dict[str, tuple[str, ...]] = {b: stages_for(v) for b, v in PAPER_BRANCH_VOLUMES.items()}
 
 
 def read_record(path: str | Path) -> dict[str, Any]:
@@ -130,19 +151,39 @@ class CohortRow:
     reason: str
 
 
+def nnunet_volumes(subsets: Mapping[str, str], records: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> tuple:
+    """The volumes nnU-Net trains on: those that every patient of its training set has (train and val patients with
+    an imported CT): CT always, PET if all of them have it on the CT grid, T1w and T2w if all have both registered.
+    The paper's cohort gets its four; a HECKTOR cohort (no MRI) gets CT and PET."""
+    training = [p for p, s in subsets.items() if s in ("train", "val") and records[p]["import_ct"].get("status") == OK]
+    if not training:
+        return PAPER_VOLUMES
+    volumes = ["ct"]
+    for group in (("pet",), ("t1", "t2")):
+        stages = stages_for(group)
+        if all(records[p][s].get("status") == OK for p in training for s in stages):
+            volumes += group
+    return tuple(volumes)
+
+
 def cohort_rows(
-    subsets: Mapping[str, str], records: Mapping[str, Mapping[str, Mapping[str, Any]]], branches: Sequence[str]
+    subsets: Mapping[str, str],
+    records: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    branches: Sequence[str],
+    branch_stages: Mapping[str, Sequence[str]] | None = None,
 ) -> list[CohortRow]:
     """The cohort table: per patient (subset from the split), the branches whose stages all succeeded.
 
     records: patient -> stage -> record. branches: the branches the study runs (its fusion kinds and nnunet).
+    branch_stages: the stages each branch needs (default BRANCH_STAGES, the paper's).
     """
+    branch_stages = branch_stages or BRANCH_STAGES
     rows = []
     for patient in sorted(subsets):
         entered, reasons = [], {}
         for branch in branches:
             blocking = next(
-                (records[patient][s] for s in BRANCH_STAGES[branch] if records[patient][s].get("status") != OK), None
+                (records[patient][s] for s in branch_stages[branch] if records[patient][s].get("status") != OK), None
             )
             if blocking is None:
                 entered.append(branch)
@@ -184,6 +225,7 @@ class MethodPlan:
     n_val: int
     n_evaluated: int
     reason: str
+    inputs: tuple[str, ...] = ()  # the volumes the method reads (ct, pet, t1, t2); nnU-Net's channels in order
 
 
 def method_branch(method: str) -> tuple[str, bool]:
@@ -197,9 +239,14 @@ def method_branch(method: str) -> tuple[str, bool]:
 
 
 def method_plans(
-    rows: Sequence[CohortRow], methods: Sequence[str], evaluated_subsets: Sequence[str]
+    rows: Sequence[CohortRow],
+    methods: Sequence[str],
+    evaluated_subsets: Sequence[str],
+    branch_volumes: Mapping[str, Sequence[str]] | None = None,
 ) -> list[MethodPlan]:
-    """Which methods can run: patients to evaluate on, and for trained methods patients to train and select on."""
+    """Which methods can run: patients to evaluate on, and for trained methods patients to train and select on.
+    branch_volumes: the volumes each branch's methods read (recorded in the plan)."""
+    branch_volumes = branch_volumes or {}
     plans = []
     for method in methods:
         branch, trained = method_branch(method)
@@ -214,18 +261,20 @@ def method_plans(
         if trained and n_val == 0:
             missing.append("no val patient")
         reason = f"{', '.join(missing)} in the {branch} branch (see results/cohort.tsv)" if missing else ""
-        plans.append(MethodPlan(method, branch, not missing, n_train, n_val, n_eval, reason))
+        inputs = tuple(branch_volumes.get(branch, ()))
+        plans.append(MethodPlan(method, branch, not missing, n_train, n_val, n_eval, reason, inputs))
     return plans
 
 
 def write_method_plans(plans: Sequence[MethodPlan], path: str | Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        writer.writerow(["method", "branch", "runs", "n_train", "n_val", "n_evaluated", "reason"])
+        writer.writerow(["method", "branch", "runs", "n_train", "n_val", "n_evaluated", "reason", "inputs"])
         for p in plans:
             writer.writerow(
-                [p.method, p.branch, "yes" if p.runs else "no", p.n_train, p.n_val, p.n_evaluated, p.reason]
-            )
+                [p.method, p.branch, "yes" if p.runs else "no", p.n_train, p.n_val, p.n_evaluated, p.reason,
+                 ",".join(p.inputs)]
+            )  # fmt: skip
 
 
 def read_method_plans(path: str | Path) -> list[MethodPlan]:
@@ -233,9 +282,12 @@ def read_method_plans(path: str | Path) -> list[MethodPlan]:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     counts = ("n_train", "n_val", "n_evaluated")
     return [
-        MethodPlan(r["method"], r["branch"], r["runs"] == "yes", *(int(r[c]) for c in counts), r["reason"])
+        MethodPlan(
+            r["method"], r["branch"], r["runs"] == "yes", *(int(r[c]) for c in counts), r["reason"],
+            tuple(v for v in (r.get("inputs") or "").split(",") if v),
+        )
         for r in rows
-    ]
+    ]  # fmt: skip
 
 
 def exclusion_summary(rows: Sequence[CohortRow], branches: Sequence[str]) -> list[str]:
@@ -261,10 +313,13 @@ def build_cohort(
     cohort_path: str | Path,
     methods_path: str | Path,
     fail_on_exclusion: bool = False,
+    branch_volumes: Mapping[str, Sequence[str] | str] | None = None,
 ) -> list[CohortRow]:
     """The checkpoint's work: read every patient's stage records, write the cohort and method tables.
 
     record_paths: patient -> record files of the stages in STAGES (any order: each record names its stage).
+    branch_volumes: branch -> the volumes its methods read (default the paper's, PAPER_BRANCH_VOLUMES); nnunet's
+    may be `auto` (:func:`nnunet_volumes`). methods.tsv records them per method (`inputs`).
     With fail_on_exclusion, a patient left out of any branch is an error that names every such patient.
     """
     records: dict[str, dict[str, dict[str, Any]]] = {}
@@ -277,8 +332,12 @@ def build_cohort(
         if missing:
             raise ValueError(f"patient {patient}: no record of {', '.join(sorted(missing))} among {list(paths)}")
         records[patient] = by_stage
-    rows = cohort_rows(subsets, records, branches)
-    plans = method_plans(rows, methods, evaluated_subsets)
+    volumes = dict(branch_volumes or PAPER_BRANCH_VOLUMES)
+    if volumes.get(NNUNET) == AUTO:
+        volumes[NNUNET] = nnunet_volumes(subsets, records)
+        log.info("nnU-Net trains on %s: what every train and val patient with a CT has", ", ".join(volumes[NNUNET]))
+    rows = cohort_rows(subsets, records, branches, {b: stages_for(volumes[b]) for b in branches})
+    plans = method_plans(rows, methods, evaluated_subsets, volumes)
     write_cohort(rows, cohort_path)
     write_method_plans(plans, methods_path)
     for row in rows:

@@ -29,8 +29,22 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _innermost(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a value that fits none of several forms (oneOf/anyOf, e.g. fusion.kinds as a list or a mapping), the
+    error inside the form it has: not "is not of type" the other form, the deepest."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        inside = [
+            c for c in error.context if c.validator != "type" or list(c.absolute_path) != list(error.absolute_path)
+        ]
+        if inside:
+            return _innermost(max(inside, key=lambda c: len(c.absolute_path)))
+    return error
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "not":
+        return f"{error.instance!r} is reserved (the name of a branch of the study); choose another name"
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in schema.get("enum", []))
         return f"{error.instance!r} is not allowed; allowed values: {allowed}"
@@ -45,7 +59,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def validate_config(config: dict[str, Any], schema_name: str = "config.schema.yaml") -> dict[str, Any]:
     """Validate a (merged) workflow config; returns it unchanged or raises ConfigError naming the key."""
     validator = jsonschema.Draft202012Validator(_schema(schema_name))
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(map(_innermost, validator.iter_errors(config)), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  - config key '{_key_path(e)}': {_describe(e)}" for e in errors]
         raise ConfigError(
@@ -86,8 +100,41 @@ def _coerce(value: str) -> Any:
         return value
 
 
+NIFTI_COLUMNS = ("ct", "pet", "t1", "t2", "labels")
+"""Columns that name a patient's NIfTI files instead of a DICOM folder (ct and labels required, the others optional);
+relative paths are relative to the sheet's folder."""
+
+
+def _sources(row: dict[str, Any], sheet: Path) -> str | None:
+    """Check a row's input columns (a DICOM folder or NIfTI files) and make its NIfTI paths absolute; the problem
+    with the row, or None. Empty cells are dropped (a sheet may mix DICOM and NIfTI patients)."""
+    for column in ("dicom_dir", *NIFTI_COLUMNS):
+        if row.get(column) in ("", None):
+            row.pop(column, None)
+    nifti = [c for c in NIFTI_COLUMNS if c in row]
+    if "dicom_dir" in row and nifti:
+        return f"gives both dicom_dir and NIfTI files ({', '.join(nifti)}); keep one of them"
+    if "dicom_dir" not in row:
+        missing = [c for c in ("ct", "labels") if c not in row]
+        if not nifti:
+            return (
+                "gives neither dicom_dir (a DICOM folder) nor NIfTI files (columns ct and labels, optional pet, t1, t2)"
+            )
+        if missing:
+            return f"names NIfTI files but no {' and no '.join(missing)}: a NIfTI patient needs ct and labels"
+        for column in nifti:
+            row[column] = str(
+                (sheet.parent / row[column]) if not Path(row[column]).is_absolute() else Path(row[column])
+            )
+    return None
+
+
 def read_patients_sheet(path: str | Path, stratify_by: str | None = None) -> list[dict[str, Any]]:
-    """Read and validate the patients sheet (TSV with a header); returns one dict per row, in file order."""
+    """Read and validate the patients sheet (TSV with a header); returns one dict per row, in file order.
+
+    Each row gives a DICOM folder (`dicom_dir`) or NIfTI files (`ct`, `labels`, optional `pet`, `t1`, `t2`,
+    relative to the sheet's folder, made absolute here). A row that gives neither, both, or NIfTI files without ct
+    or labels is refused; the error lists every such row."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
@@ -102,10 +149,15 @@ def read_patients_sheet(path: str | Path, stratify_by: str | None = None) -> lis
     validator = jsonschema.Draft202012Validator(_schema("patients.schema.yaml"))
     patients: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
+    bad_rows = []
     for line_no, raw in enumerate(rows, start=2):
         row = {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in raw.items() if k is not None}
         if "weight_kg" in row:
             row["weight_kg"] = _coerce(row["weight_kg"])
+        problem = _sources(row, path)
+        if problem:
+            bad_rows.append(f"  line {line_no} (patient {row.get('patient')!r}) {problem}")
+            continue
         for error in validator.iter_errors(row):
             raise ConfigError(f"patients sheet {path}, line {line_no}, column '{_key_path(error)}': {_describe(error)}")
         if row["patient"] in seen:
@@ -120,11 +172,19 @@ def read_patients_sheet(path: str | Path, stratify_by: str | None = None) -> lis
             )
         seen[row["patient"]] = line_no
         patients.append(row)
+    if bad_rows:
+        raise ConfigError(
+            f"patients sheet {path}: {len(bad_rows)} row(s) name no usable input:\n"
+            + "\n".join(bad_rows)
+            + "\nEach row needs dicom_dir, or ct and labels (NIfTI); see config/README.md"
+        )
     return patients
 
 
 def write_patients_sheet(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    columns = ["patient", "dicom_dir", *sorted({k for r in rows for k in r} - {"patient", "dicom_dir"})]
+    present = {k for r in rows for k in r}
+    inputs = [c for c in ("dicom_dir", *NIFTI_COLUMNS) if c in present]
+    columns = ["patient", *inputs, *sorted(present - {"patient", *inputs})]
     lines = ["\t".join(columns)]
     lines += ["\t".join("" if r.get(c) is None else str(r[c]) for c in columns) for r in rows]
     Path(path).write_text("\n".join(lines) + "\n")

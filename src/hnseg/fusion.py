@@ -19,7 +19,55 @@ import numpy as np
 
 from hnseg.errors import InputError
 
-FUSIONS = ("ct", "multimodal")
+# Fusion kinds are data (config fusion.kinds): each names the source of its R, G and B channels. Sources: ct (the CT
+# window), pet (the SUV range), t1, t2 (each MR by its own percentiles) and mri (the mean of T1w and T2w).
+SOURCES = ("ct", "pet", "t1", "t2", "mri")
+CHANNELS = ("r", "g", "b")
+PAPER_FUSIONS: dict[str, dict[str, str]] = {
+    "ct": {"r": "ct", "g": "ct", "b": "ct"},
+    "multimodal": {"r": "ct", "g": "pet", "b": "mri"},
+}
+FUSIONS = tuple(PAPER_FUSIONS)
+VOLUMES_OF_SOURCE = {"ct": ("ct",), "pet": ("pet",), "t1": ("t1",), "t2": ("t2",), "mri": ("t1", "t2")}
+VOLUME_ORDER = ("ct", "pet", "t1", "t2")
+
+
+def fusion_recipes(kinds) -> dict[str, dict[str, str]]:
+    """{fusion name: {r, g, b: source}} from config fusion.kinds: a mapping of name to sources (a name mapped to
+    null is dropped), or (the older form) a list of the paper's fusion names. InputError naming the fusion and the
+    channel for anything else."""
+    if isinstance(kinds, list | tuple):
+        unknown = [k for k in kinds if k not in PAPER_FUSIONS]
+        if unknown:
+            raise InputError(
+                f"fusion.kinds lists {unknown}, which are not the paper's fusions ({', '.join(PAPER_FUSIONS)}); define "
+                "a new fusion by its sources, e.g. fusion.kinds: {ctpet: {r: ct, g: pet, b: ct}}"
+            )
+        return {k: dict(PAPER_FUSIONS[k]) for k in kinds}
+    recipes = {}
+    for name, recipe in dict(kinds).items():
+        if recipe is None:  # dropped by a config file layered over the one that defines it
+            continue
+        if not isinstance(recipe, dict) or set(recipe) != set(CHANNELS):
+            raise InputError(f"fusion.kinds.{name}: give the source of each channel r, g and b, got {recipe!r}")
+        bad = {c: v for c, v in recipe.items() if v not in SOURCES}
+        if bad:
+            raise InputError(f"fusion.kinds.{name}: unknown source(s) {bad}; sources: {', '.join(SOURCES)}")
+        recipes[str(name)] = {c: recipe[c] for c in CHANNELS}
+    if not recipes:
+        raise InputError("fusion.kinds defines no fusion (every one is null); keep at least one, e.g. ct")
+    return recipes
+
+
+def fusion_volumes(recipe: dict[str, str]) -> tuple[str, ...]:
+    """The volumes (ct, pet, t1, t2, in that order) a fusion reads on the CT grid."""
+    needed = {v for source in recipe.values() for v in VOLUMES_OF_SOURCE[source]}
+    return tuple(v for v in VOLUME_ORDER if v in needed)
+
+
+def describe_recipe(recipe: dict[str, str]) -> str:
+    """E.g. 'R = CT, G = PET, B = MRI'."""
+    return ", ".join(f"{c.upper()} = {recipe[c].upper()}" for c in CHANNELS)
 
 
 # --- windowing ---------------------------------------------------------------------------------------------------
@@ -179,8 +227,8 @@ def to_model_frame(image: np.ndarray, size: int = 256) -> tuple[np.ndarray, Fram
 
 
 def fuse_volume(
-    kind: str,
-    ct_hu: np.ndarray,
+    kind: str | dict[str, str],
+    ct_hu: np.ndarray | None,
     ct_window: dict,
     *,
     pet_suv: np.ndarray | None = None,
@@ -189,13 +237,37 @@ def fuse_volume(
     t2: np.ndarray | None = None,
     mri_percentiles: tuple[float, float] = (0.0, 99.5),
 ) -> np.ndarray:
-    """The RGB volume (z, y, x, 3) of one fusion, on the CT grid."""
-    ct8 = window_ct(ct_hu, ct_window["level"], ct_window["width"])
-    if kind == "ct":
-        return compose("ct", ct8)
-    if pet_suv is None or t1 is None or t2 is None:
-        raise InputError("the multimodal fusion needs PET, T1w and T2w on the CT grid")
-    return compose("multimodal", ct8, window_pet(pet_suv, suv_range), blend_mri(t1, t2, mri_percentiles))
+    """The RGB volume (z, y, x, 3) of one fusion, on the CT grid: `kind` is one of the paper's fusion names or a
+    recipe {r, g, b: source} (see :func:`fusion_recipes`). Each source is windowed once, however many channels use it."""
+    recipe = PAPER_FUSIONS.get(kind) if isinstance(kind, str) else kind
+    if recipe is None:
+        raise InputError(
+            f"unknown fusion {kind!r}; give its recipe {{r, g, b: source}} (sources: {', '.join(SOURCES)})"
+        )
+    name = kind if isinstance(kind, str) else describe_recipe(recipe)
+    given = {"ct": ct_hu, "pet": pet_suv, "t1": t1, "t2": t2}
+    missing = [v for v in fusion_volumes(recipe) if given[v] is None]
+    if missing:
+        names = {"ct": "CT", "pet": "PET", "t1": "T1w", "t2": "T2w"}
+        raise InputError(f"the {name} fusion needs {', '.join(names[v] for v in missing)} on the CT grid")
+    windowed: dict[str, np.ndarray] = {}
+
+    def channel(source: str) -> np.ndarray:
+        if source not in windowed:
+            if source == "ct":
+                windowed[source] = window_ct(ct_hu, ct_window["level"], ct_window["width"])
+            elif source == "pet":
+                windowed[source] = window_pet(pet_suv, suv_range)
+            elif source == "mri":
+                windowed[source] = blend_mri(t1, t2, mri_percentiles)
+            else:
+                windowed[source] = window_mri(given[source], mri_percentiles)
+        return windowed[source]
+
+    planes = [channel(recipe[c]) for c in CHANNELS]
+    if len({p.shape for p in planes}) != 1:
+        raise InputError(f"the {name} fusion's sources are not on one grid: {[p.shape for p in planes]}")
+    return np.stack(planes, axis=-1)
 
 
 def write_shard(

@@ -34,6 +34,27 @@ def cohort_patients(config: dict[str, Any]) -> list[dict[str, Any]]:
     return read_patients_sheet(config["patients"], config["split"].get("stratify_by"))
 
 
+# The sheet's NIfTI columns each import rule reads (hnseg.config.NIFTI_COLUMNS).
+IMPORT_COLUMNS = {"ct": ("ct", "labels"), "pet": ("pet",), "mri": ("t1", "t2")}
+
+
+def nifti_files(row: dict[str, Any], stage: str) -> dict[str, str | None]:
+    """The NIfTI files of a patient that import stage `stage` (ct, pet, mri) reads, by column (None where the sheet
+    names none); {} for a DICOM patient."""
+    if row.get("dicom_dir"):
+        return {}
+    return {column: row.get(column) for column in IMPORT_COLUMNS[stage]}
+
+
+def import_sources(row: dict[str, Any], stage: str) -> dict[str, str]:
+    """The rule inputs of import stage `stage`: the DICOM folder ({"dicom": ...}), or the NIfTI files that exist.
+    A named file that does not exist is left out, so that its import refuses the patient (naming the file) instead
+    of the whole workflow stopping on a missing input."""
+    if row.get("dicom_dir"):
+        return {"dicom": row["dicom_dir"]}
+    return {column: path for column, path in nifti_files(row, stage).items() if path and Path(path).is_file()}
+
+
 def split_from_config(config: dict[str, Any], patients: list[str], strata: dict[str, str] | None = None) -> Split:
     """The split the workflow uses: the frozen file when the config names one, else made fresh."""
     cfg = config["split"]

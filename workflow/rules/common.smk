@@ -7,12 +7,18 @@ from pathlib import Path
 
 import hnseg.cohort
 import hnseg.config
+import hnseg.fusion
 import hnseg.nnunet
 import hnseg.sam.sizing
 import hnseg.workflow
 from hnseg.provenance import import_closure_hash
 
 hnseg.config.validate_config(config)
+# Fusion kinds are data: each names the sources of its R, G and B channels (hnseg.fusion.fusion_recipes). The config
+# keeps the normalised mapping (the older list form becomes the paper's recipes, a fusion set to null by a layered
+# config file is dropped), so that list(config["fusion"]["kinds"]) is the study's fusion names everywhere.
+FUSION_RECIPES = hnseg.fusion.fusion_recipes(config["fusion"]["kinds"])
+config["fusion"]["kinds"] = FUSION_RECIPES
 
 PATIENT_ROWS = {row["patient"]: row for row in hnseg.workflow.cohort_patients(config)}
 PATIENTS = sorted(PATIENT_ROWS)
@@ -27,8 +33,11 @@ LITEMEDSAM_METHODS = [
 ]
 NNUNET_METHODS = ["nnunet_nobox", "nnunet_box", "nnunet_nobox_boxmasked"]
 METHODS = LITEMEDSAM_METHODS + NNUNET_METHODS
-# Branches a patient can enter (hnseg.cohort.BRANCH_STAGES says which stages each needs): one per fusion, and nnunet.
+# Branches a patient can enter: one per fusion, and nnunet. Each needs the stages that make the volumes its methods
+# read (hnseg.cohort.stages_for); nnU-Net's volumes are decided at the cohort checkpoint: those every patient of its
+# training set has (methods.tsv, column inputs).
 BRANCHES = [*config["fusion"]["kinds"], "nnunet"]
+BRANCH_VOLUMES = hnseg.cohort.branch_volumes_of({f: hnseg.fusion.fusion_volumes(r) for f, r in FUSION_RECIPES.items()})
 
 
 # A patient id as the sheet's schema allows it, not the list of ids: a 661-way alternation in every file pattern made
@@ -119,13 +128,46 @@ def patient_dicom_dir(wildcards):
     return PATIENT_ROWS[wildcards.patient]["dicom_dir"]
 
 
+# What each import rule reads: the patient's DICOM folder, or the NIfTI files the sheet names. A NIfTI file is an
+# input only when it exists: a missing one is that import's error (its record names it), never a stop of the run.
+def ct_import_sources(wildcards):
+    return hnseg.workflow.import_sources(PATIENT_ROWS[wildcards.patient], "ct")
+
+
+def pet_import_sources(wildcards):
+    return hnseg.workflow.import_sources(PATIENT_ROWS[wildcards.patient], "pet")
+
+
+def mri_import_sources(wildcards):
+    return hnseg.workflow.import_sources(PATIENT_ROWS[wildcards.patient], "mri")
+
+
+def ct_nifti_files(wildcards):
+    """The sheet's NIfTI files import_ct reads ({} for a DICOM patient)."""
+    return hnseg.workflow.nifti_files(PATIENT_ROWS[wildcards.patient], "ct")
+
+
+def pet_nifti_files(wildcards):
+    return hnseg.workflow.nifti_files(PATIENT_ROWS[wildcards.patient], "pet")
+
+
+def mri_nifti_files(wildcards):
+    return hnseg.workflow.nifti_files(PATIENT_ROWS[wildcards.patient], "mri")
+
+
+def nifti_label_values():
+    """The label values of GTV-T and GTV-N in NIfTI label files (config import.nifti_labels)."""
+    return dict(config["import"].get("nifti_labels") or {"gtv_t": 1, "gtv_n": 2})
+
+
 def patient_weight_kg(wildcards):
     """The sheet's weight for SUV when the PET header has none (None when the sheet has no weight)."""
     return PATIENT_ROWS[wildcards.patient].get("weight_kg")
 
 
 def import_options():
-    return dict(config["import"])
+    """The DICOM import's settings (the NIfTI label values go to import_ct alone: nifti_label_values)."""
+    return {k: v for k, v in config["import"].items() if k != "nifti_labels"}
 
 
 
@@ -174,26 +216,27 @@ def registration_qc_inputs(wildcards):
     return inputs
 
 
+def fusion_recipe(wildcards):
+    """The fusion's sources of R, G and B (config fusion.kinds)."""
+    return FUSION_RECIPES[wildcards.fusion]
+
+
 def fusion_inputs(wildcards):
-    """Volumes a fusion needs, all on the CT grid: the imported CT alone, or the registered CT, PET, T1w, T2w.
+    """Volumes a fusion reads, all on the CT grid: the imported CT alone (a CT-only fusion), or with the PET the
+    registered CT and PET, with MRI the registered T1w and T2w; and the records of the stages that made them.
 
     Stage volumes are not rule outputs (hnseg.cohort): fusions are only requested, through the cohort checkpoint,
     for patients whose stages made them."""
+    volumes = hnseg.fusion.fusion_volumes(FUSION_RECIPES[wildcards.fusion])
     imported = f"results/imported/{wildcards.patient}"
-    records = {"import_record": f"{imported}/import.json"}  # links each fusion to the stages that made its volumes
-    if wildcards.fusion == "ct":
-        return {"ct": f"{imported}/ct.nii.gz", "labels": f"{imported}/labels.nii.gz", **records}
     registered = f"results/registered/{wildcards.patient}"
-    return {
-        "ct": f"{registered}/ct.nii.gz",
-        "pet": f"{registered}/pet.nii.gz",
-        "t1": f"{registered}/t1.nii.gz",
-        "t2": f"{registered}/t2.nii.gz",
-        "labels": f"{imported}/labels.nii.gz",
-        **records,
-        "pet_record": f"{registered}/pet.json",
-        "mri_record": f"{registered}/mri.json",
-    }
+    # the records link each fusion to the stages that made its volumes
+    inputs = {"ct": f"{imported}/ct.nii.gz", "labels": f"{imported}/labels.nii.gz", "import_record": f"{imported}/import.json"}
+    if "pet" in volumes:
+        inputs |= {"ct": f"{registered}/ct.nii.gz", "pet": f"{registered}/pet.nii.gz", "pet_record": f"{registered}/pet.json"}
+    if "t1" in volumes or "t2" in volumes:
+        inputs |= {"t1": f"{registered}/t1.nii.gz", "t2": f"{registered}/t2.nii.gz", "mri_record": f"{registered}/mri.json"}
+    return inputs
 
 
 def shards(fusion, patients):
@@ -320,18 +363,35 @@ def nnunet_dataset_id(wildcards):
     return config["nnunet"][f"dataset_id_{nnunet_variant(wildcards)}"]
 
 
+def nnunet_volumes():
+    """The volumes nnU-Net trains on, in channel order: those every patient of its training set has (ct, and pet,
+    t1, t2 when all have them), decided by the cohort checkpoint (results/methods.tsv, column inputs)."""
+    plans = _checkpoint_table("methods", hnseg.cohort.read_method_plans)
+    return next((p.inputs for p in plans if p.branch == "nnunet" and p.inputs), hnseg.cohort.PAPER_VOLUMES)
+
+
+def _nnunet_ct_folder(patient):
+    """Where the CT and labels of nnU-Net are: registered beside the PET on the CT grid, or (no PET) imported."""
+    return f"results/{'registered' if 'pet' in nnunet_volumes() else 'imported'}/{patient}"
+
+
 def _nnunet_channels(wildcards, patients):
-    """The registered channels of the patients, and for the box dataset their prompts (the box channel)."""
-    volumes = {k: expand("results/registered/{patient}/{k}.nii.gz", patient=patients, k=k) for k in ("ct", "pet", "t1", "t2")}
+    """The channels of the patients on the CT grid (an empty list for a volume nnU-Net does not train on), and for
+    the box dataset their prompts (the box channel)."""
+    used = nnunet_volumes()
+    volumes = {k: expand("results/registered/{patient}/{k}.nii.gz", patient=patients, k=k) if k in used else []
+               for k in ("pet", "t1", "t2")}  # fmt: skip
+    volumes["ct"] = [f"{_nnunet_ct_folder(p)}/ct.nii.gz" for p in patients]
     # the records of the stages that made them (a registration rerun reaches nnU-Net through them)
-    volumes["records"] = expand("results/registered/{patient}/{r}.json", patient=patients, r=("pet", "mri"))
+    records = [r for r, v in (("pet", "pet"), ("mri", "t1")) if v in used]
+    volumes["records"] = expand("results/registered/{patient}/{r}.json", patient=patients, r=records)
     volumes["prompts"] = prompts_of(patients) if nnunet_variant(wildcards) == "box" else []
     return volumes
 
 
 def nnunet_training_volumes(wildcards):
     patients = nnunet_training_patients()
-    labels = expand("results/registered/{patient}/labels.nii.gz", patient=patients)
+    labels = [f"{_nnunet_ct_folder(p)}/labels.nii.gz" for p in patients]
     return {**_nnunet_channels(wildcards, patients), "labels": labels}
 
 
@@ -391,9 +451,19 @@ def per_patient_outputs():
     outputs = prompts_of(entered)
     for fusion in config["fusion"]["kinds"]:
         outputs += expand("results/slices/{fusion}/{patient}.png", fusion=fusion, patient=cohort_members(fusion, subsets))
-    registered = sorted(set(cohort_members("nnunet", subsets)) | set(cohort_members("multimodal", subsets)))
-    outputs += expand("results/registered/{patient}/qc.{ext}", patient=registered, ext=["json", "png"])
+    outputs += expand("results/registered/{patient}/qc.{ext}", patient=patients_reading(("t1", "t2"), subsets), ext=["json", "png"])
     return outputs
+
+
+def branch_reads(branch):
+    """The volumes a branch's methods read: its fusion's sources, or nnU-Net's channels (known after the checkpoint)."""
+    return nnunet_volumes() if branch == "nnunet" else BRANCH_VOLUMES[branch]
+
+
+def patients_reading(volumes, subsets):
+    """Patients of the branches that read any of these volumes (e.g. t1: their MR registration has a QC)."""
+    branches = [b for b in BRANCHES if set(volumes) & set(branch_reads(b))]
+    return sorted(set().union(*(cohort_members(b, subsets) for b in branches)))
 
 
 def outputs_after_the_cohort(wildcards):
@@ -430,13 +500,14 @@ def report_files(wildcards):
     fusions = config["fusion"]["kinds"]
     running = methods_that_run()
     entered = sorted(set().union(*(cohort_members(branch, subsets) for branch in BRANCHES)))
-    registered = sorted(set().union(*(cohort_members(b, subsets) for b in BRANCHES if b != "ct")))
+    with_pet = patients_reading(("pet",), subsets)
+    registered = patients_reading(("t1", "t2"), subsets)  # MR registered to the CT
     candidates = cohort_members("multimodal", ["test"]) if "multimodal" in fusions else []
     litemedsam = [m for m in running if m.startswith("litemedsam_")]
     finetuned = [f for f in fusions if f"litemedsam_finetuned_{f}" in running]
     nnunet_variants = [v for v in hnseg.nnunet.VARIANTS if f"nnunet_{v}" in running]
-    per_patient = {"import_ct": entered, "import_pet": registered, "import_mri": registered}
-    per_patient |= {"resample_pet": registered, "register_mri": registered}
+    per_patient = {"import_ct": entered, "import_pet": with_pet, "import_mri": registered}
+    per_patient |= {"resample_pet": with_pet, "register_mri": registered}
     benchmarks = {rule: {p: f"results/benchmarks/{rule}/{p}.tsv" for p in patients} for rule, patients in per_patient.items()}
     benchmarks["finetune_litemedsam"] = {f: f"results/benchmarks/finetune_litemedsam/{f}.tsv" for f in finetuned}
     benchmarks["predict_litemedsam"] = {

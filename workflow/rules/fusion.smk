@@ -8,6 +8,7 @@ rule fuse_slices:
     output:
         "results/slices/{fusion}/{patient}.npz",
     params:
+        recipe=fusion_recipe,
         ct_window=config["fusion"]["ct_window"],
         pet_suv_range=config["fusion"]["pet_suv_range"],
         mri_percentiles=config["fusion"]["mri_percentiles"],

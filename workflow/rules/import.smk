@@ -1,17 +1,21 @@
-# DICOM import, per patient. Three rules so that a patient without MR or PET loses only the branches that need
-# them: CT and labels feed every method, PET and MRI only the multimodal ones and nnU-Net. Each rule's declared
-# output is its stage record, always written: status ok with the volumes beside it, or failed with the reason
-# (hnseg.cohort). The cohort checkpoint reads the records; the volumes are read only for patients it admits.
+# Import, per patient, from the patient's DICOM folder or from the NIfTI files the sheet names (hnseg.dicom.importer,
+# hnseg.nifti.importer: the same volumes, the record's "source" says which). Three rules so that a patient without
+# MR or PET loses only the branches that need them: CT and labels feed every method, PET and MRI only the fusions
+# and nnU-Net that use them. Each rule's declared output is its stage record, always written: status ok with the
+# volumes beside it, or failed with the reason (hnseg.cohort). The cohort checkpoint reads the records; the volumes
+# are read only for patients it admits.
 # Resources: a realistic patient (CT 512x512x150, PET, 2 MR) imports in 12 s at 723 MB peak (benchmarks/RESULTS.md).
 
 
 rule import_ct:
     input:
-        dicom=patient_dicom_dir,
+        unpack(ct_import_sources),
     output:
         record="results/imported/{patient}/import.json",
     params:
         options=import_options(),
+        nifti=ct_nifti_files,
+        nifti_labels=nifti_label_values(),
         code=script_code("import_ct.py"),
     threads: 1
     resources:
@@ -27,12 +31,13 @@ rule import_ct:
 
 rule import_pet:
     input:
-        dicom=patient_dicom_dir,
+        unpack(pet_import_sources),
     output:
         record="results/imported/{patient}/pet.json",
     params:
         options=import_options(),
         weight_kg=patient_weight_kg,
+        nifti=pet_nifti_files,
         code=script_code("import_pet.py"),
     threads: 1
     resources:
@@ -48,11 +53,12 @@ rule import_pet:
 
 rule import_mri:
     input:
-        dicom=patient_dicom_dir,
+        unpack(mri_import_sources),
     output:
         record="results/imported/{patient}/mri.json",
     params:
         options=import_options(),
+        nifti=mri_nifti_files,
         code=script_code("import_mri.py"),
     threads: 1
     resources:

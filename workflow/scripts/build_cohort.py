@@ -20,4 +20,5 @@ run_stage(
     sm.output.cohort,
     sm.output.methods,
     fail_on_exclusion=sm.params.fail_on_exclusion,
+    branch_volumes=dict(sm.params.branch_volumes),
 )

@@ -1,4 +1,5 @@
-"""Adapter for rule fuse_slices: one patient's fused slices with targets, in the model frame."""
+"""Adapter for rule fuse_slices: one patient's fused slices with targets, in the model frame; the fusion's R, G and B
+sources come from config (params.recipe)."""
 
 import time
 
@@ -21,7 +22,7 @@ def volume(name):
 labels_image = sitk.ReadImage(sm.input.labels)
 labels = sitk.GetArrayFromImage(labels_image)
 rgb = fuse_volume(
-    sm.wildcards.fusion,
+    dict(sm.params.recipe),
     volume("ct"),
     sm.params.ct_window,
     pet_suv=volume("pet"),

@@ -3,21 +3,19 @@
 from pathlib import Path
 
 from hnseg.nnunet import parse_dataset_name
-from hnseg.nnunet.dataset import CaseFiles, write_test_images
+from hnseg.nnunet.dataset import VOLUMES, CaseFiles, write_test_images
 from hnseg.runlog import run_stage
 
 
 def main(sm):
     out = Path(sm.output[0])
     variant, _ = parse_dataset_name(out.name)
+    # the volumes nnU-Net trains on: those the rule was given (common.smk gives none of the others)
+    volumes = tuple(v for v in VOLUMES if v in sm.input.keys() and len(sm.input[v]))
     prompts = dict(zip(sm.params.patients, sm.input.prompts, strict=True)) if variant == "box" else {}
-    cases = {
-        p: CaseFiles(ct, pet, t1, t2, prompts=prompts.get(p))
-        for p, ct, pet, t1, t2 in zip(
-            sm.params.patients, sm.input.ct, sm.input.pet, sm.input.t1, sm.input.t2, strict=True
-        )
-    }
-    write_test_images(out, variant, cases, processes=sm.threads)
+    files = {v: dict(zip(sm.params.patients, sm.input[v], strict=True)) for v in volumes}
+    cases = {p: CaseFiles(**{v: files[v][p] for v in volumes}, prompts=prompts.get(p)) for p in sm.params.patients}
+    write_test_images(out, variant, cases, processes=sm.threads, volumes=volumes)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from hnseg.errors import InputError
 log = logging.getLogger(__name__)
 
 LABEL_GTV_T, LABEL_GTV_N = 1, 2
+SOURCE = "dicom"  # every record says where its volumes came from (hnseg.nifti.importer writes "nifti")
 
 DEFAULT_MRI_RULES: dict[str, Any] = {
     "t1_description": r"t1",
@@ -254,6 +255,7 @@ def import_ct_and_labels(
     spacing = ct.spacing
     record = {
         "patient": patient,
+        "source": SOURCE,
         "ct": {**_series_record(ct_choice), "shape_zyx": list(ct.array.shape), "spacing_xyz_mm": list(spacing)},
         "rtstruct": _series_record(rs_choice),
         "rois": {
@@ -348,6 +350,7 @@ def import_pet(
     write_volume(volume, out_dir / "pet.nii.gz", dtype=np.float32)
     record = {
         "patient": patient,
+        "source": SOURCE,
         "pet": {
             **_series_record(choice),
             "shape_zyx": list(volume.array.shape),
@@ -447,7 +450,7 @@ def import_mri(patient: str, dicom_dir: str | Path, out_dir: str | Path, opts: I
     dicom_dir, out_dir = Path(dicom_dir), Path(out_dir)
     scan = scan_patient(patient, dicom_dir)
     choices = choose_mri(patient, dicom_dir, scan, opts)
-    record: dict[str, Any] = {"patient": patient, "warnings": []}
+    record: dict[str, Any] = {"patient": patient, "source": SOURCE, "warnings": []}
     for kind, choice in choices.items():
         volume = read_series(choice.series, f"patient {patient}, {kind.upper()}w {choice.series.label()}", opts)
         write_volume(volume, out_dir / f"{kind}.nii.gz", dtype=np.float32)

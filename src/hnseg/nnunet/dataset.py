@@ -2,7 +2,8 @@
 
 One dataset per variant, in `{nnUNet_raw}/Dataset{ID}_{Name}/`:
 
-- `imagesTr/{p}_0000..0003.nii.gz` (CT, PET, T1w, T2w; `box` adds `_0004`, the box channel) and `labelsTr/{p}.nii.gz`
+- `imagesTr/{p}_0000..0003.nii.gz` (CT, PET, T1w, T2w: the volumes every patient of the training set has, the
+  paper's four for the paper's cohort, CT and PET for a HECKTOR one; `box` adds the box channel last) and `labelsTr/{p}.nii.gz`
   (0 background, 1 GTV-T, 2 GTV-N) for the train and validation patients; case ids are the pseudonymous ids;
 - `imagesTs/` the same channels for any `test` patients given to :func:`convert_dataset` (a patient also in
   training gets hard links to its `imagesTr` files). The workflow passes none and writes the patients it predicts
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 FILE_ENDING = ".nii.gz"
 LABELS = {"background": 0, "GTV-T": 1, "GTV-N": 2}
 MODALITIES = ("CT", "PET", "T1", "T2")
+VOLUMES = ("ct", "pet", "t1", "t2")  # the volumes on the CT grid each modality channel comes from, in channel order
+MODALITY_OF_VOLUME = dict(zip(VOLUMES, MODALITIES, strict=True))
 NORMALIZATION = {"CT": "CT", "PET": "zscore", "T1": "zscore", "T2": "zscore", "box": "noNorm"}
 SPACING_TOL_MM = 1e-3
 ORIGIN_TOL_MM = 1e-3
@@ -59,25 +62,46 @@ class CaseFiles:
     """One patient's inputs: the registered volumes (all on the CT grid), labels and prompts where needed."""
 
     ct: str | Path
-    pet: str | Path
-    t1: str | Path
-    t2: str | Path
+    pet: str | Path | None = None
+    t1: str | Path | None = None
+    t2: str | Path | None = None
     labels: str | Path | None = None
     prompts: str | Path | None = None
 
-    def modality_paths(self) -> list[Path]:
-        return [Path(self.ct), Path(self.pet), Path(self.t1), Path(self.t2)]
+    def modality_paths(self, volumes: tuple[str, ...] = VOLUMES) -> list[Path]:
+        """The files of the given volumes (ct first), in channel order."""
+        missing = [v for v in volumes if getattr(self, v) is None]
+        if missing:
+            raise ValueError(f"no file given for {', '.join(missing)}")
+        return [Path(getattr(self, v)) for v in volumes]
 
 
-def channels(variant: str) -> tuple[str, ...]:
-    """The modality of each channel, in channel order."""
+def check_volumes(volumes) -> tuple[str, ...]:
+    """The volumes nnU-Net trains on, validated: CT first, then any of PET, T1w, T2w, in that order."""
+    volumes = tuple(volumes)
+    if (
+        not volumes
+        or volumes[0] != "ct"
+        or any(v not in VOLUMES for v in volumes)
+        or list(volumes) != sorted(volumes, key=VOLUMES.index)
+    ):
+        raise ValueError(f"nnU-Net volumes {volumes}: CT first, then any of pet, t1, t2 in that order")
+    return volumes
+
+
+def channels(variant: str, volumes: tuple[str, ...] = VOLUMES) -> tuple[str, ...]:
+    """The modality of each channel, in channel order: the given volumes' (the paper's four by default), then the box
+    channel for `box`."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown nnU-Net variant {variant!r}: expected one of {', '.join(VARIANTS)}")
-    return (*MODALITIES, "box") if variant == "box" else MODALITIES
+    mods = tuple(MODALITY_OF_VOLUME[v] for v in check_volumes(volumes))
+    return (*mods, "box") if variant == "box" else mods
 
 
-def make_dataset_json(variant: str, num_training: int, test_cases: Iterable[str] = ()) -> dict:
-    mods = channels(variant)
+def make_dataset_json(
+    variant: str, num_training: int, test_cases: Iterable[str] = (), volumes: tuple[str, ...] = VOLUMES
+) -> dict:
+    mods = channels(variant, volumes)
     return {
         "channel_names": {str(i): NORMALIZATION[m] for i, m in enumerate(mods)},
         "labels": dict(LABELS),
@@ -87,6 +111,8 @@ def make_dataset_json(variant: str, num_training: int, test_cases: Iterable[str]
         "name": f"hnseg {variant}",
         "description": "Head and neck GTV-T / GTV-N on the CT grid (Ren et al. 2024 nnU-Net baseline, hnseg).",
         "channel_modalities": {str(i): m for i, m in enumerate(mods)},
+        "modalities": "the volumes every patient of the training set has: "
+        + ", ".join(MODALITY_OF_VOLUME[v] for v in volumes),
         "box_channel": "slice-wise union of the perturbed prompt boxes of every target (results/prompts)"
         if variant == "box"
         else None,
@@ -163,10 +189,14 @@ def box_channel(prompts_path: str | Path, reference: sitk.Image, patient: str) -
 
 
 def read_case(
-    patient: str, files: CaseFiles, variant: str, with_labels: bool
+    patient: str, files: CaseFiles, variant: str, with_labels: bool, volumes: tuple[str, ...] = VOLUMES
 ) -> tuple[list[sitk.Image], sitk.Image | None]:
-    """A case's channels (with the box channel for `box`) and labels, checked and on the CT's exact geometry."""
-    paths = files.modality_paths()
+    """A case's channels (the given volumes, with the box channel for `box`) and labels, checked and on the CT's
+    exact geometry."""
+    try:
+        paths = files.modality_paths(check_volumes(volumes))
+    except ValueError as exc:
+        raise InputError(f"patient {patient}: {exc}; nnU-Net trains on {', '.join(volumes)}") from None
     reference = _read(paths[0], patient)
     images = [_as_channel(reference, reference, patient, paths[0])]
     images += [_as_channel(_read(p, patient), reference, patient, p) for p in paths[1:]]
@@ -217,6 +247,7 @@ def convert_dataset(
     val: Iterable[str],
     test: Iterable[str],
     processes: int = 1,
+    volumes: tuple[str, ...] = VOLUMES,
 ) -> dict:
     """Write the raw nnU-Net dataset of `variant` into `dataset_dir` (named `Dataset###_Name`); returns a summary.
 
@@ -224,7 +255,7 @@ def convert_dataset(
     patients, which may include the validation patients) go to imagesTs without labels. The folder is built beside
     its final place and renamed when complete, so a killed job never leaves a half-written dataset behind.
     """
-    channels(variant)  # validates the variant
+    channels(variant, volumes)  # validates the variant and the volumes
     train, val, test = sorted(train), sorted(val), sorted(test)
     overlap = set(train) & set(val)
     if overlap:
@@ -247,7 +278,7 @@ def convert_dataset(
 
     def write_case(patient: str) -> None:
         in_training = patient in training
-        images, labels = read_case(patient, cases[patient], variant, with_labels=in_training)
+        images, labels = read_case(patient, cases[patient], variant, with_labels=in_training, volumes=volumes)
         folder = tmp / ("imagesTr" if in_training else "imagesTs")
         for i, image in enumerate(images):
             _write(image, folder / image_name(patient, i))
@@ -265,7 +296,7 @@ def convert_dataset(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    dataset = make_dataset_json(variant, len(training), test)
+    dataset = make_dataset_json(variant, len(training), test, volumes)
     (tmp / "dataset.json").write_text(json.dumps(dataset, indent=1) + "\n")
     write_splits(tmp / "splits_final.json", train, val)
     if dataset_dir.exists():
@@ -274,7 +305,7 @@ def convert_dataset(
     summary = {
         "dataset": dataset_dir.name,
         "variant": variant,
-        "channels": list(channels(variant)),
+        "channels": list(channels(variant, volumes)),
         "train": len(train),
         "val": len(val),
         "test": len(test),
@@ -284,14 +315,18 @@ def convert_dataset(
 
 
 def write_test_images(
-    folder: str | Path, variant: str, cases: Mapping[str, CaseFiles], processes: int = 1
+    folder: str | Path,
+    variant: str,
+    cases: Mapping[str, CaseFiles],
+    processes: int = 1,
+    volumes: tuple[str, ...] = VOLUMES,
 ) -> dict[str, list[Path]]:
     """The channels of the patients to predict (nnU-Net's imagesTs layout) in `folder`; returns the files per patient.
 
     The workflow keeps these apart from the raw training dataset, so that changing which patients are evaluated
     (evaluate.subsets) never touches the dataset nnU-Net plans and trains on. Built beside its final place and
     renamed when complete, like the dataset."""
-    channels(variant)  # validates the variant
+    channels(variant, volumes)  # validates the variant and the volumes
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".partial")
     if tmp.exists():
@@ -299,7 +334,7 @@ def write_test_images(
     tmp.mkdir(parents=True)
 
     def write_case(patient: str) -> int:
-        images, _ = read_case(patient, cases[patient], variant, with_labels=False)
+        images, _ = read_case(patient, cases[patient], variant, with_labels=False, volumes=volumes)
         for i, image in enumerate(images):
             _write(image, tmp / image_name(patient, i))
         return len(images)

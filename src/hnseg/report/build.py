@@ -207,11 +207,12 @@ def build_report(inputs: ReportInputs, out_dir: FilePath, options: ReportOptions
     qc_table = qc.qc_table(inputs.qc)
     _write_csv(qc_table, out / "tables/registration_qc.csv")
 
-    members = cohort.read_cohort(inputs.split, inputs.cohort)
+    branches = cohort.study_branches(plans)
+    members = cohort.read_cohort(inputs.split, inputs.cohort, branches)
     cohort_tables = {
-        "cohort_subsets": cohort.patients_per_subset(members),
+        "cohort_subsets": cohort.patients_per_subset(members, branches),
         "cohort_targets": cohort.targets_per_subset(members, inputs.prompts),
-        "cohort_left_out": cohort.left_out(members),
+        "cohort_left_out": cohort.left_out(members, branches),
         "cohort_methods": plans,
     }
     for name, table in cohort_tables.items():

@@ -109,6 +109,19 @@ def table_html(table_id: str, head: Sequence[Sequence[Cell]], body: Iterable[tup
     return "\n".join(lines)
 
 
+BRANCH_HEADINGS = {"ct": "CT-only branch", "multimodal": "Multimodal branch", "nnunet": "nnU-Net branch"}
+
+
+def _branch_headings(frame: pd.DataFrame) -> dict[str, str]:
+    """{in_<branch>: heading} of a cohort table's branch columns, in their order (a fusion of the study's own config
+    is headed by its name)."""
+    return {
+        c: BRANCH_HEADINGS.get(c.removeprefix("in_"), f"{c.removeprefix('in_')} branch")
+        for c in frame.columns
+        if c.startswith("in_")
+    }
+
+
 def simple_table(
     table_id: str, frame: pd.DataFrame, headers: dict[str, str], digits: dict[str, int] | None = None
 ) -> str:
@@ -427,8 +440,8 @@ def render(page: Page) -> str:
     cohort = (
         f'<p class="note">{escape(page.cohort_note)}</p><h3>Patients per subset and branch</h3>'
         + simple_table("table-cohort-subsets", page.cohort_subsets, {
-            "subset": "Subset", "patients": "Patients", "in_ct": "CT-only branch", "in_multimodal": "Multimodal branch",
-            "in_nnunet": "nnU-Net branch", "left_out_of_some": "Left out of some", "left_out_of_all": "Left out of all"})
+            "subset": "Subset", "patients": "Patients", **_branch_headings(page.cohort_subsets),
+            "left_out_of_some": "Left out of some", "left_out_of_all": "Left out of all"})
         + _csv_link(page, "cohort_subsets.csv")
         + "<h3>Targets per subset</h3>"
         + simple_table("table-cohort-targets", page.cohort_targets, {
@@ -445,7 +458,7 @@ def render(page: Page) -> str:
                 "table-cohort-methods",
                 page.cohort_methods,
                 {"method": "Method", "branch": "Branch", "runs": "Ran", "n_train": "Train", "n_val": "Val",
-                 "n_evaluated": "Evaluated", "reason": "Why not"},
+                 "n_evaluated": "Evaluated", "inputs": "Reads", "reason": "Why not"},
             )
             if len(page.cohort_methods)
             else '<p class="note">No method table (results/methods.tsv) was given.</p>'

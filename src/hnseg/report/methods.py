@@ -41,15 +41,35 @@ SUBSETS: tuple[str, ...] = ("test", "val")
 SUBSET_NAMES = {"test": "test", "val": "validation", "train": "training"}
 
 
+VARIANT_NAMES = {"zeroshot": ("zero-shot", "ZS"), "finetuned": ("fine-tuned", "FT")}
+
+
+def _litemedsam(method: str) -> tuple[str, str] | None:
+    """(variant, fusion) of a LiteMedSAM method of any fusion (litemedsam_{variant}_{fusion}), else None."""
+    parts = method.split("_", 2)
+    if len(parts) == 3 and parts[0] == "litemedsam" and parts[1] in VARIANT_NAMES:
+        return parts[1], parts[2]
+    return None
+
+
 def ordered(methods: Iterable[str]) -> list[str]:
-    """The paper's methods first, in its order, then any others (sorted): the rows and x axis of the report."""
+    """The paper's methods first, in its order, then the LiteMedSAM methods of the study's other fusions (zero-shot,
+    then fine-tuned, by fusion), then any others (sorted): the rows and x axis of the report."""
     methods = set(methods)
-    return [m for m in METHODS if m in methods] + sorted(methods - set(METHODS))
+    others = sorted(methods - set(METHODS))
+    litemedsam = sorted((m for m in others if _litemedsam(m)), key=lambda m: (_litemedsam(m)[0] != "zeroshot", m))
+    return [m for m in METHODS if m in methods] + litemedsam + [m for m in others if m not in litemedsam]
 
 
 def label(method: str) -> str:
-    return LABELS.get(method, method)
+    if method in LABELS or not _litemedsam(method):
+        return LABELS.get(method, method)
+    variant, fusion = _litemedsam(method)
+    return f"LiteMedSAM {VARIANT_NAMES[variant][0]}, {fusion}"
 
 
 def short_label(method: str) -> str:
-    return SHORT_LABELS.get(method, method)
+    if method in SHORT_LABELS or not _litemedsam(method):
+        return SHORT_LABELS.get(method, method)
+    variant, fusion = _litemedsam(method)
+    return f"{VARIANT_NAMES[variant][1]} {fusion}"
