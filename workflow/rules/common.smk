@@ -535,7 +535,7 @@ def report_files(wildcards):
         "qc": {p: f"results/registered/{p}/qc.json" for p in registered},
         "qc_png": {p: f"results/registered/{p}/qc.png" for p in registered},
         "checkpoints": {f: f"results/models/litemedsam/{f}/best.pth" for f in finetuned},
-    }
+    } | prompt_study_report_files()
 
 
 def report_inputs(wildcards):
@@ -556,3 +556,83 @@ def report_inputs(wildcards):
 
 def report_options():
     return dict(config["report"])
+
+
+# ---- Prompt studies (workflow/rules/studies.smk) ----
+
+import hnseg.margin_study
+
+MARGIN_STUDY = config["studies"]["margins"]
+
+
+def margin_study_range(wildcards):
+    """The range each side's margin is drawn from: [m, m] for the exact rule, [0, m] for the random one."""
+    return list(hnseg.margin_study.margin_range(wildcards.box_rule, float(wildcards.margin)))
+
+
+def margin_prompts_of(wildcards, patients):
+    return expand(
+        "results/studies/margins/{box_rule}_{margin}/prompts/{patient}.json",
+        box_rule=wildcards.box_rule,
+        margin=wildcards.margin,
+        patient=patients,
+    )
+
+
+def margin_litemedsam_inputs(wildcards):
+    """What predict_litemedsam reads (embeddings, checkpoint, reference grids), with the study's prompts."""
+    inputs = litemedsam_predict_inputs(wildcards)
+    inputs["prompts"] = margin_prompts_of(wildcards, litemedsam_evaluated_patients(wildcards))
+    return inputs
+
+
+def margin_nnunet_volumes(wildcards):
+    """The evaluated patients' channels, the box channel drawn from the study's prompts."""
+    volumes = nnunet_evaluated_volumes(wildcards)
+    if nnunet_variant(wildcards) == "box":
+        volumes["prompts"] = margin_prompts_of(wildcards, nnunet_evaluated_patients())
+    return volumes
+
+
+def margin_nnunet_predict_inputs(wildcards):
+    """The trained model of the main study (never retrained) and the study's test images."""
+    inputs = nnunet_predict_inputs(wildcards)
+    dataset = NNUNET_DATASETS[wildcards.nnunet_variant]
+    inputs["images"] = f"results/studies/margins/{wildcards.box_rule}_{wildcards.margin}/imagesTs/{dataset}"
+    return inputs
+
+
+def margin_evaluate_inputs(wildcards):
+    folder = f"results/studies/margins/{wildcards.box_rule}_{wildcards.margin}"
+    return {
+        "predictions": f"{folder}/predictions/{wildcards.method}",
+        "references": labels_of(evaluated_patients(wildcards)),
+    }
+
+
+def margin_study_methods():
+    """The box-prompted methods that ran in the main study: LiteMedSAM (every variant and fusion), nnU-Net with box."""
+    return [m for m in methods_that_run() if m.startswith("litemedsam_") or m == "nnunet_box"]
+
+
+def margin_study_table_records(wildcards=None):
+    """One score table per condition (rule, margin) and method: {rule, margin, method, path}."""
+    return [
+        {"rule": rule, "margin": margin, "method": method, "path": f"results/studies/margins/{rule}_{margin}/metrics/{method}.csv"}
+        for rule, margin in hnseg.margin_study.conditions(MARGIN_STUDY["margins_mm"], MARGIN_STUDY["rules"])
+        for method in margin_study_methods()
+    ]
+
+
+def margin_study_tables(wildcards):
+    return [table["path"] for table in margin_study_table_records()]
+
+
+MARGIN_STUDY_SUMMARY = "results/studies/margins/summary.csv"
+
+
+def prompt_study_report_files():
+    """The studies' files for the report, when a study has run (the report builds without them)."""
+    if not os.path.exists(MARGIN_STUDY_SUMMARY):
+        return {}
+    return {"margin_study": {"summary": MARGIN_STUDY_SUMMARY, "figure": "results/studies/margins/margin_study.png"}}

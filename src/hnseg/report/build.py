@@ -61,6 +61,7 @@ class ReportInputs:
     qc: dict[str, FilePath] = field(default_factory=dict)  # {patient: qc.json}
     qc_png: dict[str, FilePath] = field(default_factory=dict)  # {patient: qc.png}
     checkpoints: dict[str, FilePath] = field(default_factory=dict)  # {name: fine-tuned checkpoint}
+    margin_study: dict[str, FilePath] = field(default_factory=dict)  # {summary, figure} when the study ran
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any]) -> ReportInputs:
@@ -159,6 +160,18 @@ def _checkpoints(inputs: ReportInputs) -> dict[str, FilePath]:
     return found
 
 
+def _prompt_study_sections(inputs: ReportInputs, out: Path, options: ReportOptions) -> list[tuple[str, str, str]]:
+    """The prompt studies' sections (key, title, HTML), one per study that ran; writes their tables."""
+    from hnseg.report import prompt_studies
+
+    if not inputs.margin_study:
+        return []
+    table = prompt_studies.margin_table(inputs.margin_study["summary"])
+    _write_csv(table, out / "tables/margin_study.csv")
+    body = prompt_studies.margin_section_html(table, inputs.margin_study["figure"], options.ci_level)
+    return [(*prompt_studies.SECTION, body)]
+
+
 def build_report(inputs: ReportInputs, out_dir: FilePath, options: ReportOptions | None = None) -> list[Path]:
     """Write every file of :data:`OUTPUTS` into out_dir; returns their paths."""
     import yaml
@@ -248,6 +261,7 @@ def build_report(inputs: ReportInputs, out_dir: FilePath, options: ReportOptions
         checkpoints=checkpoints,
         config_yaml=yaml.safe_dump(record["config"], sort_keys=False) if record["config"] else "(not given)",
     )  # fmt: skip
+    page.extra_sections = _prompt_study_sections(inputs, out, options)
     (out / "index.html").write_text(render(page), encoding="utf-8")
     written = [out / name for name in OUTPUTS]
     missing = [str(p) for p in written if not p.is_file()]

@@ -374,6 +374,7 @@ class Page:
     checkpoints: pd.DataFrame
     config_yaml: str
     tables_dir: str = "tables"
+    extra_sections: list[tuple[str, str, str]] = field(default_factory=list)  # (key, title, HTML) after the rest
 
 
 SECTIONS = (
@@ -400,6 +401,7 @@ def render(page: Page) -> str:
     dirty = {True: f"with changes to {code['changed_files']} tracked file(s)", False: "clean", None: "unknown"}[
         code["dirty"]
     ]
+    sections = [*SECTIONS, *((key, title) for key, title, _ in page.extra_sections)]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -409,9 +411,9 @@ def render(page: Page) -> str:
         f'<p class="meta">Report made {escape(prov["date"])} with hnseg {escape(code["hnseg"])}, commit '
         f"{escape(str(code['commit']))} ({escape(dirty)}); devices: {escape(', '.join(prov['devices']) or 'not recorded')}. "
         f"Published values are labelled “{escape(page.paper.label)}” and never share a column with this run’s.</p>",
-        "<nav><ol>" + "".join(f'<li><a href="#{k}">{escape(t)}</a></li>' for k, t in SECTIONS) + "</ol></nav></header>",
+        "<nav><ol>" + "".join(f'<li><a href="#{k}">{escape(t)}</a></li>' for k, t in sections) + "</ol></nav></header>",
     ]
-    titles = dict(SECTIONS)
+    titles = dict(sections)
 
     def section(key: str, body: str) -> None:
         parts.append(f'<section id="{key}"><h2>{escape(titles[key])}</h2>{body}</section>')
@@ -483,5 +485,7 @@ def render(page: Page) -> str:
         + '<p class="note">JSON: <a href="provenance.json">provenance.json</a></p>'
     )  # fmt: skip
     section("provenance", provenance)
+    for key, _, body in page.extra_sections:
+        section(key, body)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
