@@ -4,6 +4,7 @@ NIfTI columns, and a bad patient among good ones. Small volumes written with nib
 import json
 
 import nibabel as nib
+import nifti_files as written
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -28,29 +29,8 @@ def volumes(seed=0):
     return ct, labels
 
 
-def affine_ras(shape_zyx, spacing, origin, flipped):
-    """The RAS affine of the LPS grid (identity direction) as stored: unflipped, or with x and y flipped (RAS)."""
-    nx, ny, _ = shape_zyx[::-1]
-    lps = np.diag([*spacing, 1.0])
-    lps[:3, 3] = origin
-    if flipped:  # voxel i' = n-1-i along x and y: the axes run towards right and anterior
-        lps[:3, 3] += [spacing[0] * (nx - 1), spacing[1] * (ny - 1), 0]
-        lps[0, 0], lps[1, 1] = -spacing[0], -spacing[1]
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
-
-
-def write_nifti(path, array_zyx, *, flipped=False, spacing=SPACING, origin=ORIGIN, sform_shift=0.0, dtype=None):
-    data = array_zyx.transpose(2, 1, 0)
-    if flipped:
-        data = data[::-1, ::-1, :]
-    affine = affine_ras(array_zyx.shape, spacing, origin, flipped)
-    image = nib.Nifti1Image(np.ascontiguousarray(data).astype(dtype or array_zyx.dtype), affine)
-    image.set_qform(affine, code=1)
-    shifted = affine.copy()
-    shifted[0, 3] += sform_shift
-    image.set_sform(shifted, code=1)
-    nib.save(image, str(path))
-    return path
+def write_nifti(path, array_zyx, *, spacing=SPACING, origin=ORIGIN, **kwargs):
+    return written.write_nifti(path, array_zyx, spacing, origin, **kwargs)
 
 
 def read(path):

@@ -1,0 +1,89 @@
+"""Fusion kinds as data: recipes from config, the volumes each reads, the stages its branch needs, a CT-PET fusion
+composed by config alone, the paper's two unchanged, and nnU-Net's channels from the training set's volumes."""
+
+import numpy as np
+import pytest
+
+from hnseg.cohort import BRANCH_STAGES, OK, nnunet_volumes, stages_for
+from hnseg.config import load_config, validate_config
+from hnseg.errors import ConfigError, InputError
+from hnseg.fusion import PAPER_FUSIONS, fuse_volume, fusion_recipes, fusion_volumes
+from hnseg.nnunet.dataset import channels, make_dataset_json
+from hnseg.report.methods import label, ordered, short_label
+
+CT_WINDOW = {"level": 40, "width": 400}
+
+
+def test_the_paper_config_defines_its_two_fusions_and_the_list_form_still_works():
+    config = load_config("config/config.yaml")
+    assert fusion_recipes(config["fusion"]["kinds"]) == PAPER_FUSIONS
+    assert fusion_recipes(["ct", "multimodal"]) == PAPER_FUSIONS
+    assert list(config["fusion"]["kinds"]) == ["ct", "multimodal"]  # what code that needs the names iterates
+
+
+def test_a_layered_config_adds_a_fusion_and_drops_one_with_null():
+    recipes = fusion_recipes({**PAPER_FUSIONS, "multimodal": None, "ctpet": {"r": "ct", "g": "pet", "b": "ct"}})
+    assert list(recipes) == ["ct", "ctpet"] and fusion_volumes(recipes["ctpet"]) == ("ct", "pet")
+    with pytest.raises(InputError, match=r"fusion.kinds.x: unknown source\(s\) \{'g': 'suv'\}"):
+        fusion_recipes({"x": {"r": "ct", "g": "suv", "b": "ct"}})
+    with pytest.raises(InputError, match="defines no fusion"):
+        fusion_recipes({"ct": None})
+
+
+def test_the_schema_names_the_bad_key_of_a_fusion(tmp_path):
+    config = load_config("config/config.yaml")
+    config["fusion"]["kinds"] = {"ctpet": {"r": "ct", "g": "pet", "b": "flair"}}
+    with pytest.raises(ConfigError, match=r"'fusion.kinds.ctpet.b': 'flair' is not allowed; allowed values: 'ct'"):
+        validate_config(config)
+    config["fusion"]["kinds"] = {"nnunet": {"r": "ct", "g": "ct", "b": "ct"}}
+    with pytest.raises(ConfigError, match=r"'nnunet' is reserved"):
+        validate_config(config)
+
+
+def test_volumes_and_stages_of_each_branch():
+    assert fusion_volumes(PAPER_FUSIONS["multimodal"]) == ("ct", "pet", "t1", "t2")
+    assert fusion_volumes({"r": "t2", "g": "t2", "b": "ct"}) == ("ct", "t2")
+    assert stages_for(("ct", "pet")) == ("import_ct", "import_pet", "resample_pet")
+    assert stages_for(("ct", "t1")) == ("import_ct", "import_mri", "register_mri")
+    assert BRANCH_STAGES["multimodal"] == ("import_ct", "import_pet", "resample_pet", "import_mri", "register_mri")
+    assert BRANCH_STAGES["ct"] == ("import_ct",) and BRANCH_STAGES["nnunet"] == BRANCH_STAGES["multimodal"]
+
+
+def test_a_ct_pet_fusion_by_recipe_and_the_paper_fusions_unchanged():
+    rng = np.random.default_rng(3)
+    ct = rng.uniform(-300, 400, (2, 5, 6))
+    pet = rng.uniform(0, 8, (2, 5, 6))
+    t1, t2 = rng.uniform(1, 500, (2, 2, 5, 6))
+    ctpet = fuse_volume({"r": "ct", "g": "pet", "b": "ct"}, ct, CT_WINDOW, pet_suv=pet, suv_range=(0.0, 6.0))
+    paper = fuse_volume("multimodal", ct, CT_WINDOW, pet_suv=pet, suv_range=(0.0, 6.0), t1=t1, t2=t2)
+    assert np.array_equal(ctpet[..., :2], paper[..., :2]) and np.array_equal(ctpet[..., 2], ctpet[..., 0])
+    assert np.array_equal(fuse_volume(PAPER_FUSIONS["multimodal"], ct, CT_WINDOW, pet_suv=pet, t1=t1, t2=t2), paper)
+    with pytest.raises(InputError, match=r"the R = CT, G = PET, B = CT fusion needs PET on the CT grid"):
+        fuse_volume({"r": "ct", "g": "pet", "b": "ct"}, ct, CT_WINDOW)
+
+
+def _records(statuses):
+    return {stage: {"status": status} for stage, status in statuses.items()}
+
+
+def test_nnunet_trains_on_what_every_training_patient_has():
+    everything = dict.fromkeys(("import_ct", "import_pet", "resample_pet", "import_mri", "register_mri"), OK)
+    no_mr = {**everything, "import_mri": "failed", "register_mri": "not_run"}
+    bad_ct = {**everything, "import_ct": "failed"}
+    subsets = {"A": "train", "B": "val", "C": "test", "D": "train"}
+    paper = {"A": _records(everything), "B": _records(everything), "C": _records(no_mr), "D": _records(bad_ct)}
+    assert nnunet_volumes(subsets, paper) == ("ct", "pet", "t1", "t2")  # a test patient without MR changes nothing
+    hecktor = {p: _records(no_mr) for p in subsets}
+    assert nnunet_volumes(subsets, hecktor) == ("ct", "pet")
+    assert channels("box", ("ct", "pet")) == ("CT", "PET", "box")
+    dataset = make_dataset_json("nobox", 3, volumes=("ct", "pet"))
+    assert dataset["channel_names"] == {"0": "CT", "1": "zscore"} and dataset["modalities"].endswith("CT, PET")
+
+
+def test_report_labels_and_orders_the_methods_of_any_fusion():
+    methods = ["nnunet_box", "litemedsam_finetuned_ctpet", "litemedsam_zeroshot_ct", "litemedsam_zeroshot_ctpet"]
+    assert ordered(methods) == [
+        "litemedsam_zeroshot_ct", "nnunet_box", "litemedsam_zeroshot_ctpet", "litemedsam_finetuned_ctpet",
+    ]  # fmt: skip
+    assert label("litemedsam_finetuned_ctpet") == "LiteMedSAM fine-tuned, ctpet"
+    assert short_label("litemedsam_zeroshot_ctpet") == "ZS ctpet" and short_label("litemedsam_zeroshot_ct") == "ZS CT"
