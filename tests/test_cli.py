@@ -16,7 +16,7 @@ from hnseg.synthetic import generate_patient
 from hnseg.synthetic.messy import make_messy_patient
 
 HNSEG = [sys.executable, "-m", "hnseg.cli"]
-COMMANDS = {"check-env", "synth", "split", "import", "predict"}
+COMMANDS = {"check-env", "synth", "split", "import", "predict", "export"}
 
 
 def hnseg(*args: str) -> subprocess.CompletedProcess:
@@ -68,6 +68,7 @@ def test_help_lists_every_command_with_what_it_does():
             result.stdout.split()
         )
     assert "--patient" in hnseg("import", "--help").stdout
+    assert "--aet" in hnseg("export", "send", "--help").stdout
 
 
 @pytest.fixture(scope="module")
