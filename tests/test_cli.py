@@ -16,7 +16,7 @@ from hnseg.synthetic import generate_patient
 from hnseg.synthetic.messy import make_messy_patient
 
 HNSEG = [sys.executable, "-m", "hnseg.cli"]
-COMMANDS = {"check-env", "synth", "split", "import", "predict", "export"}
+COMMANDS = {"check-env", "synth", "split", "import", "cohort", "predict", "export"}
 
 
 def hnseg(*args: str) -> subprocess.CompletedProcess:
