@@ -5,7 +5,9 @@ that needs one fails when it is missing."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -202,8 +204,10 @@ def plastimatch_masks(rtstruct: Path, ct_nifti: Path, out: Path, xor: bool) -> d
 def check_export(dicom: Path, imported: Path, labels: np.ndarray, out: Path, work: Path) -> dict[str, float]:
     """Every check on one patient's export; returns plastimatch's Dice per target and mode."""
     rtstruct_path, seg_path = out / "rtstruct.dcm", out / "seg.dcm"
-    headers = (pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(dicom.rglob("*")) if p.is_file())
-    ct_headers = sorted((d for d in headers if d.Modality == "CT"), key=lambda d: float(d.ImagePositionPatient[2]))
+    headers = [pydicom.dcmread(p, stop_before_pixels=True, force=True) for p in sorted(dicom.rglob("*")) if p.is_file()]
+    ct_headers = sorted(
+        (d for d in headers if d.get("Modality") == "CT"), key=lambda d: float(d.ImagePositionPatient[2])
+    )
     ct_by_sop = {str(d.SOPInstanceUID): d for d in ct_headers}
     source = ct_headers[0]
     # dciodvfy: no error on either object
@@ -244,7 +248,7 @@ def check_export(dicom: Path, imported: Path, labels: np.ndarray, out: Path, wor
     )
     # hnseg's importer reads the RTSTRUCT back voxel for voxel (a folder with the CT and only the export)
     again = work / "reimport"
-    again.mkdir()
+    again.mkdir(parents=True)
     for header in ct_headers:
         shutil.copy(header.filename, again / Path(header.filename).name)
     shutil.copy(rtstruct_path, again / "export.dcm")
@@ -457,3 +461,48 @@ def test_cstore_refused_unreachable_or_silent(exported, tmp_path, capsys):
         for conn, _ in held:
             conn.close()
     assert time.monotonic() - start < 10
+
+
+# ------------------------------------------------------------------------------- the workflow, demo predictions
+
+
+def test_export_rule_on_the_complete_run(complete_run, tmp_path):
+    """`snakemake export/<method>/README.md` on a finished study: every evaluated DICOM patient's prediction exported
+    and read back exactly; a patient imported from NIfTI skipped with its reason; identifiers only under export/."""
+    from workflow_run import planned_jobs
+
+    work = complete_run.copy(tmp_path / "run")
+    method = "litemedsam_zeroshot_ct"
+    with open(work / "results" / "metrics" / f"{method}.csv") as table:
+        patients = sorted({row["patient"] for row in csv.DictReader(table)})
+    assert len(patients) >= 3, patients
+    # the last evaluated patient as if it had come in as NIfTI (the mtime kept, so nothing upstream reruns)
+    nifti = patients[-1]
+    record_path = work / "results" / "imported" / nifti / "import.json"
+    stat = record_path.stat()
+    record_path.write_text(json.dumps({**json.loads(record_path.read_text()), "source": "nifti"}))
+    os.utime(record_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    target = f"export/{method}/README.md"
+    dry = complete_run.run(target, "-n", workdir=work)
+    assert planned_jobs(dry.stdout) == {"export_dicom": len(patients) - 1, "export_method": 1}, dry.stdout
+    complete_run.run(target, workdir=work)
+    readme = (work / target).read_text()
+    assert "contain patient identifiers" in readme
+    assert f"{nifti} (imported from nifti, so there is no CT series to reference)" in readme
+    assert not (work / "export" / method / nifti).exists()
+    for patient in patients[:-1]:
+        out = work / "export" / method / patient
+        prediction = sitk.ReadImage(str(work / "results" / "predictions" / method / f"{patient}.nii.gz"))
+        labels = sitk.GetArrayFromImage(prediction)
+        imported = work / "results" / "imported" / patient
+        dicom = complete_run.workdir / "cohort" / "dicom" / patient
+        dices = check_export(dicom, imported, labels, out, tmp_path / patient)
+        assert min(dices.values()) >= 0.99, dices
+        # the exported objects carry the patient's identity; logs and results never do
+        phi = json.loads((complete_run.workdir / "cohort" / "truth" / patient / "phi.json").read_text())
+        assert pydicom.dcmread(out / "rtstruct.dcm").PatientName == phi["PatientName"]
+        logs = [*(work / "logs" / "export_dicom").rglob("*.log"), *(work / "logs" / "export_method").rglob("*.log")]
+        for path in [*logs, *(work / "results" / "benchmarks" / "export_dicom").rglob("*")]:
+            if path.is_file():
+                text = path.read_text()
+                assert phi["PatientName"] not in text and phi["PatientID"] not in text, path

@@ -142,7 +142,7 @@ def find_referenced_ct(
     recorded = (record.get("ct") or {}).get("series")
     if recorded != series.label():
         raise InputError(
-            f"{what}: the import used CT {recorded}, but the folder now yields this one; the DICOM folder changed "
+            f"{what}: the import used {recorded}, but the folder now yields this one; the DICOM folder changed "
             "since the import: rerun the import (snakemake reruns it when the folder changes) before exporting"
         )
     if any("PerFrameFunctionalGroupsSequence" in i.header for i in series.instances):
@@ -332,7 +332,7 @@ def build_rtstruct(ct: ReferencedCT, labels: np.ndarray, method: str) -> Dataset
         observation = Dataset()
         observation.ObservationNumber = number
         observation.ReferencedROINumber = number
-        observation.ROIObservationLabel = target.roi_name[:16]
+        observation.ROIObservationLabel = target.roi_name.removesuffix(" hnseg")  # SH: 16 characters
         observation.RTROIInterpretedType = "GTV"
         observation.ROIInterpreter = ""
         observations.append(observation)
@@ -370,8 +370,6 @@ def build_seg(ct: ReferencedCT, labels: np.ndarray, method: str) -> Dataset:
             )
         )
     pixels = np.stack([labels == t.label for t in TARGETS], axis=-1)  # (frames, rows, columns, segments)
-    if not pixels.any():
-        pixels[0, 0, 0, 0] = False  # highdicom keeps one (empty) frame when every frame is empty
     seg = hd.seg.Segmentation(
         source_images=ct.headers,
         pixel_array=pixels,
