@@ -25,6 +25,7 @@ include: "workflow/rules/litemedsam.smk"
 include: "workflow/rules/nnunet.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/studies.smk"
 
 

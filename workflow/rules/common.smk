@@ -631,8 +631,153 @@ def margin_study_tables(wildcards):
 MARGIN_STUDY_SUMMARY = "results/studies/margins/summary.csv"
 
 
+PROPAGATION_STUDY = config["studies"]["propagation"]
+
+
+def lesion_boxes_of(patients):
+    return expand("results/studies/propagation/boxes/{patient}.json", patient=patients)
+
+
+def box_embeddings_of(fusion, patients):
+    return expand("results/studies/propagation/embeddings/{fusion}/{patient}.npz", fusion=fusion, patient=patients)
+
+
+def box_slices_inputs(wildcards):
+    """The volumes the fusion reads, the patient's lesion boxes and the main cache of its slices' embeddings."""
+    return fusion_inputs(wildcards) | {
+        "boxes": lesion_boxes_of([wildcards.patient])[0],
+        "embeddings": embeddings_of(wildcards.fusion, [wildcards.patient])[0],
+    }
+
+
+def embed_box_slices_minutes(wildcards, input):
+    from hnseg.lesion_prompts import read_lesion_boxes, slices_to_embed
+
+    return hnseg.sam.sizing.embed_minutes(len(slices_to_embed(read_lesion_boxes(input.boxes))))
+
+
+def propagation_inputs(wildcards):
+    """Lesion boxes, reference grids and both embedding files of the evaluated patients; the fine-tuned checkpoint."""
+    patients = litemedsam_evaluated_patients(wildcards)
+    inputs = {
+        "boxes": lesion_boxes_of(patients),
+        "embeddings": embeddings_of(wildcards.fusion, patients),
+        "box_embeddings": box_embeddings_of(wildcards.fusion, patients),
+        "references": labels_of(patients),
+    }
+    if wildcards.variant == "finetuned":
+        inputs["checkpoint"] = f"results/models/litemedsam/{wildcards.fusion}/best.pth"
+    return inputs
+
+
+def propagate_litemedsam_minutes(wildcards, input):
+    slices = hnseg.sam.sizing.total_slices(input.embeddings) + hnseg.sam.sizing.total_slices(input.box_embeddings)
+    return hnseg.sam.sizing.predict_minutes(slices, False)
+
+
+def propagation_evaluate_inputs(wildcards):
+    return {
+        "predictions": f"results/studies/propagation/{wildcards.protocol}/predictions/{wildcards.method}",
+        "references": labels_of(evaluated_patients(wildcards)),
+    }
+
+
+def propagation_study_methods():
+    """LiteMedSAM methods that ran, the fine-tuned ones only with the official encoder (propagation reads its
+    embeddings)."""
+    return [
+        m
+        for m in methods_that_run()
+        if m.startswith("litemedsam_zeroshot_") or (m.startswith("litemedsam_finetuned_") and frozen_encoder())
+    ]
+
+
+def propagation_study_table_records(wildcards=None):
+    """Score tables {protocol, method, path}: the main study's (the per-slice oracle) and each protocol's."""
+    records = []
+    for method in propagation_study_methods():
+        records.append({"protocol": "oracle", "method": method, "path": f"results/metrics/{method}.csv"})
+        records += [
+            {"protocol": p, "method": method, "path": f"results/studies/propagation/{p}/metrics/{method}.csv"}
+            for p in PROPAGATION_STUDY["protocols"]
+        ]
+    return records
+
+
+def propagation_study_tables(wildcards):
+    return [table["path"] for table in propagation_study_table_records()]
+
+
+def propagation_study_patients(wildcards=None):
+    """The patients any propagated method is scored on."""
+    fusions = {m.rsplit("_", 1)[1] for m in propagation_study_methods()}
+    return sorted(set().union(*(cohort_members(f, config["evaluate"]["subsets"]) for f in fusions)))
+
+
+def propagation_study_prompts(wildcards):
+    return prompts_of(propagation_study_patients())
+
+
+def propagation_study_boxes(wildcards):
+    return lesion_boxes_of(propagation_study_patients())
+
+
+PROPAGATION_STUDY_SUMMARY = "results/studies/propagation/summary.csv"
+
+
+
+
 def prompt_study_report_files():
     """The studies' files for the report, when a study has run (the report builds without them)."""
-    if not os.path.exists(MARGIN_STUDY_SUMMARY):
-        return {}
-    return {"margin_study": {"summary": MARGIN_STUDY_SUMMARY, "figure": "results/studies/margins/margin_study.png"}}
+    files = {}
+    if os.path.exists(MARGIN_STUDY_SUMMARY):
+        files["margin_study"] = {"summary": MARGIN_STUDY_SUMMARY, "figure": "results/studies/margins/margin_study.png"}
+    if os.path.exists(PROPAGATION_STUDY_SUMMARY):
+        files["propagation_study"] = {"summary": PROPAGATION_STUDY_SUMMARY}
+    return files
+
+
+# ---- DICOM export (workflow/rules/export.smk): on request only, never in rule all ----
+
+
+def export_dicom_inputs(wildcards):
+    """The patient's DICOM folder (the CT is found again in it), its CT import (the record and the volume whose
+    grid the export checks) and the method's predictions."""
+    imported = f"results/imported/{wildcards.patient}"
+    return {
+        "dicom": PATIENT_ROWS[wildcards.patient]["dicom_dir"],
+        "import_record": f"{imported}/import.json",
+        "ct": f"{imported}/ct.nii.gz",
+        "predictions": f"results/predictions/{wildcards.method}",
+    }
+
+
+def _export_refusals(wildcards):
+    """Evaluated patients of the method that cannot go back as DICOM (imported from NIfTI), with the reason."""
+    import hnseg.dicom.export
+
+    refusals = {}
+    for patient in evaluated_patients(wildcards):
+        ok, why = hnseg.dicom.export.exportable(f"results/imported/{patient}/import.json")
+        if not ok:
+            refusals[patient] = why
+    return refusals
+
+
+def exported_patients(wildcards):
+    """Evaluated patients of the method that came in as DICOM: those the export writes."""
+    refused = _export_refusals(wildcards)
+    return [patient for patient in evaluated_patients(wildcards) if patient not in refused]
+
+
+def export_skipped_patients(wildcards):
+    return _export_refusals(wildcards)
+
+
+def dicom_exports_of_method(wildcards):
+    return expand(
+        "export/{method}/{patient}/{name}.dcm",
+        method=wildcards.method,
+        patient=exported_patients(wildcards),
+        name=["rtstruct", "seg"],
+    )
