@@ -49,8 +49,11 @@ def dciodvfy_errors(path: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------------- a tiny CT
 
 
-def write_ct(folder: Path, slices: int = SLICES, skip: int | None = None) -> list[Path]:
-    """A small CT series with a patient module (oblique-free, anisotropic pixels, an offset origin)."""
+def write_ct(
+    folder: Path, slices: int = SLICES, skip: int | None = None, orientation: tuple = (1, 0, 0, 0, 1, 0)
+) -> list[Path]:
+    """A small CT series with a patient module (anisotropic pixels, an offset origin; head first supine unless
+    `orientation` says otherwise)."""
     folder.mkdir(parents=True, exist_ok=True)
     study, series, frame = generate_uid(), generate_uid(), generate_uid()
     paths = []
@@ -78,7 +81,7 @@ def write_ct(folder: Path, slices: int = SLICES, skip: int | None = None) -> lis
         ds.PositionReferenceIndicator = ""
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.ImagePositionPatient = [-30.25, -12.5, -40.0 + 2.5 * k]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImageOrientationPatient = list(orientation)
         ds.PixelSpacing = [0.9, 1.3]
         ds.SliceThickness = 2.5
         ds.KVP = 120
@@ -313,6 +316,18 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     dicom, imported = imported_patient(root)
     return dicom, imported
+
+
+def test_export_round_trips_on_a_rotated_ct(tmp_path):
+    """A CT whose rows and columns run against the patient axes (head first prone: IOP -1 0 0 0 -1 0): the contours
+    land in patient space through the direction matrix, and every reader gives the mask back."""
+    dicom, imported = imported_patient(tmp_path / "prone", orientation=(-1, 0, 0, 0, -1, 0))
+    labels = _case("hole_with_island")
+    prediction = write_prediction(labels, imported / "ct.nii.gz", tmp_path / "pred" / "P01.nii.gz")
+    out = tmp_path / "export" / "P01"
+    export.export_patient("P01", "nnunet_box", dicom, imported, prediction, out, ImportOptions())
+    dices = check_export(dicom, imported, labels, out, tmp_path)
+    assert min(dices.values()) == 1.0, dices
 
 
 @pytest.mark.parametrize("case", CASES)
