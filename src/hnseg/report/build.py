@@ -62,6 +62,7 @@ class ReportInputs:
     qc_png: dict[str, FilePath] = field(default_factory=dict)  # {patient: qc.png}
     checkpoints: dict[str, FilePath] = field(default_factory=dict)  # {name: fine-tuned checkpoint}
     margin_study: dict[str, FilePath] = field(default_factory=dict)  # {summary, figure} when the study ran
+    propagation_study: dict[str, FilePath] = field(default_factory=dict)  # {summary} when the study ran
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any]) -> ReportInputs:
@@ -164,12 +165,18 @@ def _prompt_study_sections(inputs: ReportInputs, out: Path, options: ReportOptio
     """The prompt studies' sections (key, title, HTML), one per study that ran; writes their tables."""
     from hnseg.report import prompt_studies
 
-    if not inputs.margin_study:
-        return []
-    table = prompt_studies.margin_table(inputs.margin_study["summary"])
-    _write_csv(table, out / "tables/margin_study.csv")
-    body = prompt_studies.margin_section_html(table, inputs.margin_study["figure"], options.ci_level)
-    return [(*prompt_studies.SECTION, body)]
+    sections = []
+    if inputs.margin_study:
+        table = prompt_studies.margin_table(inputs.margin_study["summary"])
+        _write_csv(table, out / "tables/margin_study.csv")
+        body = prompt_studies.margin_section_html(table, inputs.margin_study["figure"], options.ci_level)
+        sections.append((*prompt_studies.SECTION, body))
+    if inputs.propagation_study:
+        table = prompt_studies.propagation_table(inputs.propagation_study["summary"])
+        _write_csv(table, out / "tables/propagation_study.csv")
+        body = prompt_studies.propagation_section_html(table, options.ci_level)
+        sections.append((*prompt_studies.PROPAGATION_SECTION, body))
+    return sections
 
 
 def build_report(inputs: ReportInputs, out_dir: FilePath, options: ReportOptions | None = None) -> list[Path]:

@@ -69,3 +69,51 @@ def margin_section_html(table: pd.DataFrame, figure_png: FilePath, level: float 
         + simple_table("table-margin-study", shown, headers, {"dsc_mean": 3, "hd95_mm_mean": 1})
         + f'<p class="note">{note}</p>'
     )
+
+
+PROPAGATION_SECTION = ("propagation-study", "Prompt studies: one box per lesion, propagated")
+PROTOCOL_NAMES = {
+    "oracle": "per-slice oracle (a box on every slice)",
+    "A": "A: official 3D inference (middle slice)",
+    "B": "B: from the largest cross-section",
+}
+
+
+def propagation_table(summary_csv: FilePath, subset: str = "test") -> pd.DataFrame:
+    """The propagation study's summary rows of `subset` (the first subset it has, if not that one)."""
+    summary = pd.read_csv(summary_csv)
+    if not (summary["subset"] == subset).any() and len(summary):
+        subset = str(summary["subset"].iloc[0])
+    table = summary[summary["subset"] == subset].copy()
+    order = {m: i for i, m in enumerate(ordered(table["method"].unique()))}
+    protocols = {p: i for i, p in enumerate(PROTOCOL_NAMES)}
+    table = table.assign(_m=table["method"].map(order), _p=table["protocol"].map(protocols))
+    table = table.sort_values(["_m", "target", "_p"]).drop(columns=["_m", "_p"]).reset_index(drop=True)
+    table.insert(2, "method_label", table["method"].map(label))
+    table.insert(4, "protocol_label", table["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p)))
+    return table
+
+
+def propagation_section_html(table: pd.DataFrame, level: float = 0.95) -> str:
+    shown = table.assign(
+        dsc_ci=[_interval(r, "dsc", 3) for r in table.to_dict("records")],
+        hd95_ci=[_interval(r, "hd95_mm", 1) for r in table.to_dict("records")],
+    )
+    headers = {
+        "method_label": "Method", "target": "Target", "protocol_label": "Prompt", "boxes_per_patient": "Boxes drawn per patient",
+        "n": "n", "dsc_mean": "DSC mean", "dsc_ci": f"DSC {level:.0%} CI", "hd95_mm_mean": "HD95 mean (mm)",
+        "hd95_ci": f"HD95 {level:.0%} CI",
+    }  # fmt: skip
+    subset = str(table["subset"].iloc[0]) if len(table) else "test"
+    note = (
+        f"{SUBSET_NAMES.get(subset, subset).capitalize()} subset. Run with <code>snakemake propagation_study</code> "
+        "(README). A person draws one 3D box per lesion (GTV-T, each GTV-N instance) for protocols A and B, and one box "
+        "per target and slice for the oracle (the main table's prompts). The propagation reads the boxes only, never "
+        "the labels; protocol B starts on the slice the box was drawn on (the lesion's largest cross-section)."
+    )
+    return (
+        simple_table(
+            "table-propagation-study", shown, headers, {"dsc_mean": 3, "hd95_mm_mean": 1, "boxes_per_patient": 1}
+        )
+        + f'<p class="note">{note}</p>'
+    )
