@@ -53,6 +53,16 @@ def violin_data(scores: pd.DataFrame, subset: str, methods: Sequence[str]) -> pd
     return long[["method", "subset", "target", "metric", "patient", "value", "worst_case"]].reset_index(drop=True)
 
 
+def colour(method: str) -> str:
+    """The method's colour: the paper's methods their own, LiteMedSAM on another fusion purple (light zero-shot,
+    dark fine-tuned), anything else grey."""
+    if method in PALETTE:
+        return PALETTE[method]
+    if method.startswith("litemedsam_"):
+        return "#dadaeb" if method.startswith("litemedsam_zeroshot_") else "#9e9ac8"
+    return "#bdbdbd"
+
+
 def point_offsets(n: int) -> np.ndarray:
     """Horizontal offsets of n points of one method: evenly spread over +-POINT_SPREAD (0 for one point)."""
     return np.linspace(-POINT_SPREAD, POINT_SPREAD, n) if n > 1 else np.zeros(n)
@@ -68,7 +78,7 @@ def _panel(ax, data: pd.DataFrame, methods: Sequence[str], metric: str) -> None:
             order=list(methods),
             hue="method",
             hue_order=list(methods),
-            palette=PALETTE,
+            palette={m: colour(m) for m in methods},
             cut=0,
             inner="quart",
             density_norm="width",
