@@ -683,12 +683,14 @@ def propagation_evaluate_inputs(wildcards):
 
 
 def propagation_study_methods():
-    """LiteMedSAM methods that ran, the fine-tuned ones only with the official encoder (propagation reads its
-    embeddings)."""
+    """LiteMedSAM methods that ran, of the variants studies.propagation.variants names, the fine-tuned ones only
+    with the official encoder (propagation reads its embeddings)."""
+    variants = PROPAGATION_STUDY["variants"]
     return [
         m
         for m in methods_that_run()
-        if m.startswith("litemedsam_zeroshot_") or (m.startswith("litemedsam_finetuned_") and frozen_encoder())
+        if ("zeroshot" in variants and m.startswith("litemedsam_zeroshot_"))
+        or ("finetuned" in variants and m.startswith("litemedsam_finetuned_") and frozen_encoder())
     ]
 
 

@@ -227,8 +227,8 @@ class SliceEmbeddings:
 
 
 def propagate_patients(model, cases: list[dict], protocol: str, device: torch.device, floor_mm2: float) -> dict:
-    """Propagate each case {"patient", "boxes" (lesion boxes JSON), "embeddings" (files), "reference", "out"}: the
-    label volume on the reference grid to "out", and beside it {patient}.steps.json (every prompt). Returns the
+    """Propagate each case {"patient", "boxes" (lesion boxes JSON), "embeddings" (files), "reference" (an image whose
+    header gives the CT grid), "out"}: the label volume on that grid to "out", and beside it {patient}.steps.json (every prompt). Returns the
     timings and box counts per patient."""
     import json
     from dataclasses import asdict
@@ -240,8 +240,14 @@ def propagate_patients(model, cases: list[dict], protocol: str, device: torch.de
 
     per_patient = {}
     for case in cases:
-        reference = sitk.ReadImage(str(case["reference"]))
-        shape = tuple(reversed(reference.GetSize()))
+        header = sitk.ImageFileReader()  # the grid only: the header, never the voxels (the labels)
+        header.SetFileName(str(case["reference"]))
+        header.ReadImageInformation()
+        shape = tuple(reversed(header.GetSize()))
+        reference = sitk.Image(header.GetSize(), sitk.sitkUInt8)
+        reference.SetSpacing(header.GetSpacing())
+        reference.SetOrigin(header.GetOrigin())
+        reference.SetDirection(header.GetDirection())
         lesions = read_lesion_boxes(case["boxes"])
         embeddings = SliceEmbeddings(case["embeddings"])
         result = propagate_volume(
