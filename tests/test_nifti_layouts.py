@@ -34,7 +34,7 @@ def test_from_hecktor_writes_a_sheet_that_reads_back(tmp_path, capsys):
     assert sheet.read_text().splitlines()[0] == "patient\tct\tpet\tlabels"
     assert "../hecktor2022/imagesTr/CHUM-001__CT.nii.gz" in sheet.read_text()  # relative to the sheet
     rows = {r["patient"]: r for r in read_patients_sheet(sheet)}
-    assert rows["CHUM-001"]["ct"] == str(tmp_path / "config" / "../hecktor2022/imagesTr/CHUM-001__CT.nii.gz")
+    assert rows["CHUM-001"]["ct"] == str(tmp_path / "hecktor2022" / "imagesTr" / "CHUM-001__CT.nii.gz")
     assert rows["CHUM-001"]["pet"].endswith("CHUM-001__PT.nii.gz") and "pet" not in rows["CHUP-010"]
 
 

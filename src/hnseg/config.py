@@ -6,6 +6,7 @@ Errors name the key (as a dotted path), the value and what is allowed, and raise
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +124,7 @@ def _sources(row: dict[str, Any], sheet: Path) -> str | None:
         if missing:
             return f"names NIfTI files but no {' and no '.join(missing)}: a NIfTI patient needs ct and labels"
         for column in nifti:
-            row[column] = str(
-                (sheet.parent / row[column]) if not Path(row[column]).is_absolute() else Path(row[column])
-            )
+            row[column] = os.path.normpath(sheet.parent / row[column])  # as is when absolute
     return None
 
 

@@ -11,6 +11,9 @@ points, one per workflow rule, as for DICOM, so that a patient without PET or MR
 Every record says ``"source": "nifti"`` (the DICOM import's say ``"dicom"``), so that a later stage that needs the
 DICOM (the DICOM export) knows to skip the patient.
 
+Messages and records name a file by its name and sheet column, never its folder (folders are often named after the
+patient; the sheet, which the user keeps, has the full path).
+
 Geometry: a file is read as SimpleITK reads it (LPS), and written in the orientation the DICOM import writes an axial
 series (axes towards left, posterior, superior: identity direction), by flips and axis permutations only, so voxel
 values are never interpolated. Refused, each with a message that names the patient, the file and the fix:
@@ -46,6 +49,11 @@ MAX_SUV = 1000.0  # a PET whose maximum exceeds this is activity (Bq/mL), not SU
 COLUMNS = {"ct": "CT", "labels": "labels", "pet": "PET", "t1": "T1w", "t2": "T2w"}
 
 
+def _without(exc: Exception, path: Path) -> str:
+    """An exception's text with the file's folder left out (folders may be named after the patient)."""
+    return str(exc).replace(str(path.parent), "").replace(str(path.resolve().parent), "")
+
+
 def _fix_column(column: str) -> str:
     return f"fix the '{column}' column of the patients sheet"
 
@@ -58,23 +66,23 @@ def check_header(patient: str, path: Path, column: str) -> None:
         image = nib.load(str(path))
     except Exception as exc:  # not a NIfTI, truncated header
         raise InputError(
-            f"patient {patient}: cannot read the {COLUMNS[column]} {path} as NIfTI ({type(exc).__name__}: {exc}); "
+            f"patient {patient}: cannot read the {COLUMNS[column]} {path.name} as NIfTI ({type(exc).__name__}: {_without(exc, path)}); "
             f"{_fix_column(column)} or re-export the file"
         ) from None
     shape = tuple(int(n) for n in image.shape)
     if len(shape) > 3 and any(n > 1 for n in shape[3:]):
         raise InputError(
-            f"patient {patient}: the {COLUMNS[column]} {path} is 4D (shape {shape}); hnseg takes one 3D volume per "
+            f"patient {patient}: the {COLUMNS[column]} {path.name} is 4D (shape {shape}); hnseg takes one 3D volume per "
             "file: split the time frames or channels (e.g. one file per modality) and name the 3D file in the sheet"
         )
     if len(shape) < 3:
-        raise InputError(f"patient {patient}: the {COLUMNS[column]} {path} has shape {shape}, not a 3D volume")
+        raise InputError(f"patient {patient}: the {COLUMNS[column]} {path.name} has shape {shape}, not a 3D volume")
     header = image.header
     qform, qcode = header.get_qform(coded=True)
     sform, scode = header.get_sform(coded=True)
     if qcode and scode and not np.allclose(qform, sform, rtol=0, atol=AFFINE_TOL_MM):
         raise InputError(
-            f"patient {patient}: the {COLUMNS[column]} {path} has a qform (code {int(qcode)}) and an sform (code "
+            f"patient {patient}: the {COLUMNS[column]} {path.name} has a qform (code {int(qcode)}) and an sform (code "
             f"{int(scode)}) that disagree (largest difference {np.abs(qform - sform).max():.4g} mm), so readers "
             "place its voxels differently; rewrite the file with one affine (e.g. nibabel: img.set_qform(img.affine); "
             "or set the wrong one's code to 0)"
@@ -90,13 +98,16 @@ def read_nifti(patient: str, path: str | Path | None, column: str) -> sitk.Image
         )
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"patient {patient}: the {COLUMNS[column]} file {path} does not exist; {_fix_column(column)}")
+        raise InputError(
+            f"patient {patient}: the {COLUMNS[column]} file {path.name} (sheet column '{column}') does not exist; "
+            f"{_fix_column(column)}"
+        )
     check_header(patient, path, column)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(
-            f"patient {patient}: cannot read the {COLUMNS[column]} {path} ({str(exc).strip().splitlines()[-1]}); "
+            f"patient {patient}: cannot read the {COLUMNS[column]} {path.name} ({_without(exc, path).strip().splitlines()[-1]}); "
             "re-export the file"
         ) from None
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:  # a trailing singleton axis
@@ -104,7 +115,7 @@ def read_nifti(patient: str, path: str | Path | None, column: str) -> sitk.Image
         image = sitk.Extract(image, [*size[:3], 0], [0, 0, 0, 0])
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
-            f"patient {patient}: the {COLUMNS[column]} {path} is not a 3D scalar volume (dimension "
+            f"patient {patient}: the {COLUMNS[column]} {path.name} is not a 3D scalar volume (dimension "
             f"{image.GetDimension()}, {image.GetNumberOfComponentsPerPixel()} components per voxel)"
         )
     return sitk.DICOMOrient(image, ORIENTATION)
@@ -133,18 +144,20 @@ def label_array(patient: str, image: sitk.Image, path: Path, values: Mapping[str
         if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
             odd = np.unique(array[~np.isfinite(array) | (array != np.round(array))])[:5]
             raise InputError(
-                f"patient {patient}: the labels {path} hold values that are not whole numbers (e.g. "
+                f"patient {patient}: the labels {path.name} hold values that are not whole numbers (e.g. "
                 f"{', '.join(f'{v:g}' for v in odd)}); labels must be integers (or floats holding whole numbers): "
                 "resample label volumes with nearest neighbour, never linearly"
             )
     elif not np.issubdtype(array.dtype, np.integer):
-        raise InputError(f"patient {patient}: the labels {path} have voxel type {array.dtype}; give integer labels")
+        raise InputError(
+            f"patient {patient}: the labels {path.name} have voxel type {array.dtype}; give integer labels"
+        )
     t, n = int(values["gtv_t"]), int(values["gtv_n"])
     found = sorted(int(v) for v in np.unique(array))
     unexpected = sorted(set(found) - {0, t, n})
     if unexpected:
         raise InputError(
-            f"patient {patient}: the labels {path} hold the values {found}, of which {unexpected} are neither "
+            f"patient {patient}: the labels {path.name} hold the values {found}, of which {unexpected} are neither "
             f"background (0), GTV-T ({t}) nor GTV-N ({n}); set import.nifti_labels in the config to the file's "
             "values, or relabel the file"
         )
@@ -193,14 +206,14 @@ def import_ct_and_labels(
     problems = grid_differences(ct, labels_image)
     if problems:
         raise InputError(
-            f"patient {patient}: the labels {labels_path} are not on the grid of the CT {ct_path} "
+            f"patient {patient}: the labels {labels_path.name} are not on the grid of the CT {ct_path.name} "
             f"({'; '.join(problems)}); labels must be drawn on the CT: resample them onto the CT (nearest "
             "neighbour) or name the CT they belong to"
         )
     labels = label_array(patient, labels_image, labels_path, values)
     hu = sitk.GetArrayFromImage(ct)
     if not np.all(np.isfinite(hu)):
-        raise InputError(f"patient {patient}: the CT {ct_path} holds NaN or infinite values; re-export it")
+        raise InputError(f"patient {patient}: the CT {ct_path.name} holds NaN or infinite values; re-export it")
     dtype = hu_dtype(hu)
     _write(_from_array(hu.astype(dtype, copy=False), ct), out_dir / "ct.nii.gz")
     _write(_from_array(labels, ct), out_dir / "labels.nii.gz")  # the CT's grid exactly
@@ -229,10 +242,10 @@ def import_pet(patient: str, files: Mapping[str, str | Path], out_dir: str | Pat
     path = Path(files["pet"])
     suv = sitk.GetArrayFromImage(pet).astype(np.float32)
     if not np.all(np.isfinite(suv)):
-        raise InputError(f"patient {patient}: the PET {path} holds NaN or infinite values; re-export it")
+        raise InputError(f"patient {patient}: the PET {path.name} holds NaN or infinite values; re-export it")
     if suv.max() > MAX_SUV:
         raise InputError(
-            f"patient {patient}: the PET {path} reaches {suv.max():.4g}, far above any SUV (it looks like activity in "
+            f"patient {patient}: the PET {path.name} reaches {suv.max():.4g}, far above any SUV (it looks like activity in "
             "Bq/mL); convert it to SUVbw (body weight), as HECKTOR ships it, or give the DICOM PET instead"
         )
     _write(_from_array(suv, pet), out_dir / "pet.nii.gz")
@@ -262,7 +275,9 @@ def import_mri(patient: str, files: Mapping[str, str | Path], out_dir: str | Pat
     for kind, image in images.items():
         array = sitk.GetArrayFromImage(image).astype(np.float32)
         if not np.all(np.isfinite(array)):
-            raise InputError(f"patient {patient}: the {COLUMNS[kind]} {files[kind]} holds NaN or infinite values")
+            raise InputError(
+                f"patient {patient}: the {COLUMNS[kind]} {Path(files[kind]).name} holds NaN or infinite values"
+            )
         _write(_from_array(array, image), out_dir / f"{kind}.nii.gz")
         record[kind] = _file_record(Path(files[kind]), image)
     _write_json(out_dir / "mri.json", record)
