@@ -339,17 +339,19 @@ def test_precision_choices():
         training_precision("fp8", cpu)
 
 
-@pytest.mark.slow  # the CPU has no bfloat16 or float16 arithmetic: about 6x slower than float32 here
+@pytest.mark.slow  # the CPU has no bfloat16 or float16 arithmetic: the decoder alone is 3-4x slower than in float32
 @pytest.mark.parametrize(("amp", "tolerance"), [("bf16", 0.08), ("fp16", 0.03)])
 def test_mixed_precision_trains_within_a_tolerance_of_float32(model, patients, amp, tolerance):
     """Two decoder steps of batch 1 on the same samples, in float32 and in `amp`: each step's loss within
-    `tolerance` x the first float32 loss of the float32 one (measured: bf16 4.1 %, fp16 1.1 %), and the float16 path
-    scales its loss with the gradient scaler (on the CPU as on CUDA)."""
+    `tolerance` x the first float32 loss of the float32 one (measured: bf16 1.2 %, fp16 0.2 %), and the float16
+    path scales its loss with the gradient scaler (on the CPU as on CUDA). The frozen encoder's embeddings come from
+    rule embed_slices' file, so that only the decoder runs under autocast (the encoder under it took 3.5 minutes a
+    case on the CPU)."""
     losses = {}
     for mode in ("off", amp):
         cfg = small_config(amp=mode, augment_flips=False, max_steps_per_epoch=1, batch_size=1)
         trainer = Trainer(load_litemedsam(), cfg, torch.device("cpu"))
-        data = ShardSet(patients["train"], patients["train_prompts"])
+        data = ShardSet(patients["val"], patients["val_prompts"], patients["val_embeddings"])
         losses[mode] = np.array([trainer.train_epoch(data, epoch) for epoch in (1, 2)])
         if mode == "fp16":
             assert trainer.scaler.is_enabled() and trainer.scaler.get_scale() == 2.0**16  # no overflow, no step lost
