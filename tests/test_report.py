@@ -427,7 +427,9 @@ def test_a_target_with_one_patient_draws_a_labelled_gap(study):
     scores = read_metric_tables(inputs.metrics)
     fig = figures.violin_figure(figures.violin_data(scores, "val", list(METHODS)), list(METHODS), "val")
     gtvn_dsc = fig.axes[1]
-    assert sum(t.get_text() == "n = 1:\nno violin" for t in gtvn_dsc.texts) == len(METHODS) - 1
+    assert sum(t.get_text() == "n=1\nno violin" for t in gtvn_dsc.texts) == len(METHODS) - 1
+    # the label sits above the panel, clear of the one point it explains
+    assert all(t.get_position()[1] > 1 for t in gtvn_dsc.texts if "no violin" in t.get_text())
 
 
 def test_the_case_figure_shows_the_patient_the_rule_picks(study):

@@ -105,9 +105,9 @@ def _panel(ax, data: pd.DataFrame, methods: Sequence[str], metric: str) -> None:
             ax.text(
                 x, 0.5, "no rows", transform=label_at, ha="center", va="center", rotation=90, fontsize=8, color="0.35"
             )
-        elif n == 1:
-            ax.text(x, 0.5, "n = 1:\nno violin", transform=label_at, ha="center", va="center", fontsize=7, color="0.35")
-        ax.text(x, 1.01, f"n={n}", transform=label_at, ha="center", va="bottom", fontsize=7, color="0.25")
+        # above the panel, where no point can be (a label inside it covered the one point it explained)
+        header = f"n={n}\nno violin" if n == 1 else f"n={n}"
+        ax.text(x, 1.01, header, transform=label_at, ha="center", va="bottom", fontsize=7, color="0.25")
     ax.set_xticks(range(len(methods)), [short_label(m) for m in methods], fontsize=8)
     ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.set_xlabel("")
@@ -130,7 +130,7 @@ def violin_figure(data: pd.DataFrame, methods: Sequence[str], title: str) -> Fig
         for j, target in enumerate(TARGETS):
             ax = axes[i][j]
             _panel(ax, data[(data["metric"] == metric) & (data["target"] == target)], methods, metric)
-            ax.set_title(f"{target}: {METRICS[metric].split(' ')[0]}", fontsize=10, pad=14)
+            ax.set_title(f"{target}: {METRICS[metric].split(' ')[0]}", fontsize=10, pad=24)
     if data["worst_case"].any():
         fig.text(
             0.01,
