@@ -45,6 +45,26 @@ def test_a_users_own_setting_is_kept_and_a_tuned_process_is_not_reexecuted():
     assert len(run(REEXEC, tuned_environment(plain_environment()))) == 2  # nothing to add: no second start
 
 
+ON_THE_CPU = """
+import os, sys, torch
+if sys.argv[2] == "with-cuda":
+    torch.cuda.is_available = lambda: True  # as on a GPU node
+print(os.getpid(), flush=True)
+from hnseg.memory import keep_freed_memory_on_the_cpu
+keep_freed_memory_on_the_cpu(sys.argv[1])
+"""
+
+
+def test_nnunet_training_keeps_freed_memory_only_where_it_computes_on_the_cpu():
+    # this machine's torch has no CUDA: `auto` and `cpu` re-execute with the settings (two starts, one pid)
+    for device in ("auto", "cpu"):
+        starts = run(ON_THE_CPU, plain_environment(), device, "no-cuda")
+        assert len(starts) == 2 and starts[0] == starts[1], device
+    # where torch sees a CUDA device, `auto` computes there: glibc's defaults, one start; `cpu` still asks
+    assert len(run(ON_THE_CPU, plain_environment(), "auto", "with-cuda")) == 1
+    assert len(run(ON_THE_CPU, plain_environment(), "cpu", "with-cuda")) == 2
+
+
 ENCODER_PAGE_FAULTS = """
 import resource, torch
 from hnseg.sam.model import load_litemedsam

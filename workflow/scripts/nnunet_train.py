@@ -1,4 +1,11 @@
-"""Adapter for rule nnunet_train: fold 0 of one dataset (resumable), then nnU-Net's validation; the training record."""
+"""Adapter for rule nnunet_train: fold 0 of one dataset (resumable), then nnU-Net's validation; the training record.
+
+On the CPU it runs with the allocator settings that keep freed memory (hnseg.memory)."""
+
+from hnseg.memory import keep_freed_memory_on_the_cpu
+
+if __name__ == "__main__":
+    keep_freed_memory_on_the_cpu(snakemake.params.device)  # re-executes this process with the settings
 
 import contextlib
 import json
