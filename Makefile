@@ -22,8 +22,9 @@ lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# --durations: the slowest tests end the log, so that CI shows where its time goes.
 test: lint system-packages
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 # Local iterations: the suite without the tests marked slow (the complete workflow run, SLURM, real training).
 test-quick: lint
