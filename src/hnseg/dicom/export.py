@@ -33,7 +33,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 
 import hnseg
 from hnseg.dicom.contours import trace_slice
@@ -268,7 +268,9 @@ def build_rtstruct(ct: ReferencedCT, labels: np.ndarray, method: str) -> Dataset
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    # implicit VR: a contour's ContourData may exceed the 64 KiB an explicit-VR DS element can hold (a ragged
+    # prediction's outline with its keyholed holes), as planning systems write RTSTRUCTs
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     _copy_modules(ds, first)
     ds.SOPClassUID = RTSTRUCT_SOP_CLASS
