@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import socket
@@ -333,12 +334,16 @@ def test_export_round_trips_on_a_rotated_ct(tmp_path):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_export_round_trips(tiny, tmp_path, case):
+def test_export_round_trips(tiny, tmp_path, case, caplog):
     dicom, imported = tiny
     labels = _case(case)
     prediction = write_prediction(labels, imported / "ct.nii.gz", tmp_path / "pred" / "P01.nii.gz")
     out = tmp_path / "export" / "P01"
+    caplog.set_level(logging.DEBUG)
     summary = export.export_patient("P01", "nnunet_box", dicom, imported, prediction, out, ImportOptions())
+    ct = pydicom.dcmread(next(dicom.glob("ct*.dcm")))
+    for secret in ("Doe", "MRN-4711", "19600101", ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID):
+        assert secret not in caplog.text  # logs name the pseudonymous patient only
     assert summary["voxels"] == {t.key: int((labels == t.label).sum()) for t in export.TARGETS}
     dices = check_export(dicom, imported, labels, out, tmp_path)
     assert min(dices.values()) == 1.0, dices  # edge contours leave no pixel to a tool's rounding
@@ -522,4 +527,5 @@ def test_export_rule_on_the_complete_run(complete_run, tmp_path):
         for path in [*logs, *(work / "results" / "benchmarks" / "export_dicom").rglob("*")]:
             if path.is_file():
                 text = path.read_text()
-                assert phi["PatientName"] not in text and phi["PatientID"] not in text, path
+                secrets = [phi["PatientName"], phi["PatientID"], *phi["uids"]["studies"].values()]
+                assert not [secret for secret in secrets if secret in text], path

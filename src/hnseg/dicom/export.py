@@ -372,6 +372,8 @@ def build_seg(ct: ReferencedCT, labels: np.ndarray, method: str) -> Dataset:
             )
         )
     pixels = np.stack([labels == t.label for t in TARGETS], axis=-1)  # (frames, rows, columns, segments)
+    # highdicom logs the source images' SOP Instance UIDs at INFO: original UIDs never reach a log (DESIGN.md 8)
+    logging.getLogger("highdicom").setLevel(logging.WARNING)
     seg = hd.seg.Segmentation(
         source_images=ct.headers,
         pixel_array=pixels,
