@@ -61,6 +61,8 @@ def _trace_component(component: np.ndarray) -> list[np.ndarray]:
 
     # holes: background regions (8-connected) that do not reach the padding; each is cut open upwards from its
     # top-left corner to the first corner that lies on a boundary (the outer one or that of a higher hole)
+    if min(m.shape) < 5:  # a hole needs a component of at least 3 x 3 pixels (4-connected around it)
+        return _walks(out)
     background, n_regions = ndimage.label(~m, structure=EIGHT_CONNECTED)
     outside = background[0, 0]
     for region in range(1, n_regions + 1):
