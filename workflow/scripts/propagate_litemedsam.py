@@ -23,7 +23,12 @@ torch.set_num_threads(sm.threads)
 cases = [
     {"patient": p, "boxes": boxes, "embeddings": [main, extra], "reference": ref, "out": out_dir / f"{p}.nii.gz"}
     for p, boxes, main, extra, ref in zip(
-        sm.params.patients, sm.input.boxes, sm.input.embeddings, sm.input.box_embeddings, sm.input.references, strict=True
+        sm.params.patients,
+        sm.input.boxes,
+        sm.input.embeddings,
+        sm.input.box_embeddings,
+        sm.input.references,
+        strict=True,
     )
 ]
 with job_device(sm.params.device) as device:
