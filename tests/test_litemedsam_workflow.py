@@ -1,108 +1,21 @@
-"""LiteMedSAM through Snakemake for real, on a tiny cohort: which jobs keep freed memory, and a fine-tuning that
-survives a kill, a forced rerun and a change of its data (issues 12 and 13)."""
+"""LiteMedSAM through Snakemake for real, on the shared CT-only run (tests/conftest.py, `ct_only_run`: one patient
+per subset, CT and RTSTRUCT only, so the CT-only branch runs for all three): which jobs keep freed memory, and a
+fine-tuning that survives a kill, a forced rerun and a change of its data (issues 12 and 13)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import pytest
 import torch
-from workflow_run import DEMO, PAPER, ROOT, snakemake
+from workflow_run import snakemake
 
-pytestmark = pytest.mark.slow
-
-# One patient per subset, none with MR: nothing to register, the CT-only branch runs for all three.
-COHORT = {"T01": "train", "V01": "val", "E01": "test"}
-SETTINGS = """
-synthetic:
-  enabled: false
-fusion:
-  kinds: [ct]
-litemedsam:
-  finetune:
-    max_epochs: 3
-    batch_size: 2
-    max_steps_per_epoch: 1
-    max_val_samples: 4
-    # with steps this large the validation Dice loss is lowest after epoch 1 and grows after it (measured: 0.29,
-    # 0.41, 0.57), so a run killed after epoch 1 resumes into epochs that find nothing better: the case where a
-    # resumed run used to write no best.pth
-    lr: 0.001
-    train_encoder: false
-"""
 MODEL = Path("results/models/litemedsam/ct")
-TARGETS = [
-    str(MODEL / "best.pth"),
-    "results/predictions/litemedsam_zeroshot_ct",
-    "results/predictions/litemedsam_finetuned_ct",
-]
-
-# Every Python process of the run writes its pid, arguments and the MALLOC_ variables it started with (read from
-# /proc/self/environ: what glibc read) to HNSEG_TEST_PROCESS_LOG.
-SITECUSTOMIZE = """
-import json, os, sys
-if os.environ.get("HNSEG_TEST_PROCESS_LOG"):
-    with open("/proc/self/environ", "rb") as fh:
-        names = [item.split(b"=", 1)[0].decode() for item in fh.read().split(b"\\0") if b"=" in item]
-    record = {"pid": os.getpid(), "argv": sys.orig_argv, "malloc": sorted(n for n in names if n.startswith("MALLOC_"))}
-    with open(os.environ["HNSEG_TEST_PROCESS_LOG"], "a") as out:
-        out.write(json.dumps(record) + "\\n")
-"""
-
-
-@dataclass
-class TinyRun:
-    workdir: Path
-    configs: list[str]
-    processes: Path
-
-    def copy(self, destination: Path) -> Path:
-        """The finished run (results, logs, Snakemake's metadata, modification times) to change elsewhere."""
-        shutil.copytree(self.workdir, destination, symlinks=True)
-        return destination
-
-    def command(self, workdir: Path, *args: str) -> list[str]:
-        return [
-            sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-            "--workflow-profile", str(ROOT / "profiles" / "default"), "--cores", "2", *args, "--configfile", *self.configs,
-        ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> TinyRun:
-    from hnseg.synthetic.messy import make_messy_patient
-
-    root = tmp_path_factory.mktemp("litemedsam_run")
-    rows, split = ["patient\tdicom_dir"], ["patient\tsubset"]
-    for patient, subset in COHORT.items():
-        dicom = root / "cohort" / "dicom" / patient
-        make_messy_patient(patient, 2024, dicom, root / "cohort" / "truth" / patient, ["mr_missing"])
-        rows.append(f"{patient}\t{dicom}")
-        split.append(f"{patient}\t{subset}")
-    (root / "patients.tsv").write_text("\n".join(rows) + "\n")
-    (root / "split.tsv").write_text("\n".join(split) + "\n")
-    tiny = root / "tiny.yaml"
-    tiny.write_text(f"patients: {root / 'patients.tsv'}\nsplit:\n  frozen: {root / 'split.tsv'}\n{SETTINGS}")
-    (root / "site").mkdir()
-    (root / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    processes = root / "processes.jsonl"
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(root / "site"), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        "HNSEG_TEST_PROCESS_LOG": str(processes),
-    }
-    run = TinyRun(root / "run", [str(PAPER), str(DEMO), str(tiny)], processes)
-    snakemake(run.workdir, *TARGETS, "--configfile", *run.configs, env=env)
-    return run
 
 
 def history(path: Path) -> list[dict]:
@@ -118,8 +31,8 @@ def best_epoch(rows: list[dict]) -> int:
     return int(min(rows, key=lambda r: float(r["val_dice_loss"]))["epoch"])
 
 
-def test_only_the_jobs_that_run_litemedsam_keep_freed_memory(tiny_run):
-    records = [json.loads(line) for line in tiny_run.processes.read_text().splitlines()]
+def test_only_the_jobs_that_run_litemedsam_keep_freed_memory(ct_only_run):
+    records = [json.loads(line) for line in (ct_only_run.workdir / "processes.jsonl").read_text().splitlines()]
     by_pid: dict[int, list[dict]] = {}
     for record in records:
         by_pid.setdefault(record["pid"], []).append(record)
@@ -140,18 +53,18 @@ def test_only_the_jobs_that_run_litemedsam_keep_freed_memory(tiny_run):
     # nor does Snakemake itself set them for every job any more
     snakemake_processes = [s for s in by_pid.values() if s[0]["argv"][1:3] == ["-m", "snakemake"]]
     assert snakemake_processes and not any(s["malloc"] for starts in snakemake_processes for s in starts)
-    timings = json.loads((tiny_run.workdir / "results/predictions/litemedsam_finetuned_ct/timings.json").read_text())
-    assert timings["embeddings_from"] == ["embed_slices"] and sorted(timings["patients"]) == ["E01", "V01"]
+    timings = json.loads((ct_only_run.workdir / "results/predictions/litemedsam_finetuned_ct/timings.json").read_text())
+    assert timings["embeddings_from"] == ["embed_slices"] and sorted(timings["patients"]) == ["CT02", "CT03"]
 
 
-def test_a_killed_finetuning_resumes_to_the_result_of_an_uninterrupted_one(tiny_run, tmp_path):
-    straight = history(tiny_run.workdir / MODEL / "history.csv")
+def test_a_killed_finetuning_resumes_to_the_result_of_an_uninterrupted_one(ct_only_run, tmp_path):
+    straight = history(ct_only_run.workdir / MODEL / "history.csv")
     best = best_epoch(straight)
     assert best < len(straight), "the settings must leave epochs after the best one (lr)"
-    workdir = tiny_run.copy(tmp_path / "killed")
+    workdir = ct_only_run.copy(tmp_path / "killed")
     for name in ("best.pth", "history.csv", "last.pth"):
         (workdir / MODEL / name).unlink()
-    run = subprocess.Popen(tiny_run.command(workdir, str(MODEL / "best.pth")), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    run = subprocess.Popen(ct_only_run.command(workdir, str(MODEL / "best.pth")), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     last, killed = workdir / MODEL / "last.pth", None
     deadline = time.monotonic() + 600
     while killed is None and run.poll() is None and time.monotonic() < deadline:
@@ -170,40 +83,40 @@ def test_a_killed_finetuning_resumes_to_the_result_of_an_uninterrupted_one(tiny_
     assert killed < len(straight)  # killed before the end, right after the best epoch's checkpoint
     assert not (workdir / MODEL / "best.pth").exists() and last.is_file()
 
-    snakemake(workdir, str(MODEL / "best.pth"), "--configfile", *tiny_run.configs)
+    snakemake(workdir, str(MODEL / "best.pth"), "--configfile", *ct_only_run.configs)
     log = (workdir / "logs/finetune_litemedsam/ct.log").read_text()
     assert f"resuming after epoch {killed}" in log
-    assert (workdir / MODEL / "best.pth").read_bytes() == (tiny_run.workdir / MODEL / "best.pth").read_bytes()
+    assert (workdir / MODEL / "best.pth").read_bytes() == (ct_only_run.workdir / MODEL / "best.pth").read_bytes()
     assert without_seconds(history(workdir / MODEL / "history.csv")) == without_seconds(straight)
 
 
-def test_a_forced_rerun_after_the_last_epoch_writes_the_outputs_again(tiny_run, tmp_path):
-    workdir = tiny_run.copy(tmp_path / "forced")
-    snakemake(workdir, "-f", str(MODEL / "best.pth"), "--configfile", *tiny_run.configs)
+def test_a_forced_rerun_after_the_last_epoch_writes_the_outputs_again(ct_only_run, tmp_path):
+    workdir = ct_only_run.copy(tmp_path / "forced")
+    snakemake(workdir, "-f", str(MODEL / "best.pth"), "--configfile", *ct_only_run.configs)
     log = (workdir / "logs/finetune_litemedsam/ct.log").read_text()
     assert "resuming after epoch 3" in log and "epoch 3:" not in log  # nothing left to train
-    assert (workdir / MODEL / "best.pth").read_bytes() == (tiny_run.workdir / MODEL / "best.pth").read_bytes()
-    assert (workdir / MODEL / "history.csv").read_text() == (tiny_run.workdir / MODEL / "history.csv").read_text()
+    assert (workdir / MODEL / "best.pth").read_bytes() == (ct_only_run.workdir / MODEL / "best.pth").read_bytes()
+    assert (workdir / MODEL / "history.csv").read_text() == (ct_only_run.workdir / MODEL / "history.csv").read_text()
 
 
-def test_after_a_change_of_the_ct_window_the_finetuning_starts_from_the_official_weights(tiny_run, tmp_path):
-    workdir = tiny_run.copy(tmp_path / "window")
+def test_after_a_change_of_the_ct_window_the_finetuning_starts_from_the_official_weights(ct_only_run, tmp_path):
+    workdir = ct_only_run.copy(tmp_path / "window")
     window = tmp_path / "window.yaml"
     window.write_text("fusion:\n  ct_window:\n    level: 60\n    width: 400\n")
-    snakemake(workdir, str(MODEL / "best.pth"), "--configfile", *tiny_run.configs, str(window))
+    snakemake(workdir, str(MODEL / "best.pth"), "--configfile", *ct_only_run.configs, str(window))
     log = (workdir / "logs/finetune_litemedsam/ct.log").read_text()
     assert "belongs to a run with other settings or data: starting from the official weights" in log
     assert "resuming" not in log
     rows = history(workdir / MODEL / "history.csv")
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
-    assert without_seconds(rows) != without_seconds(history(tiny_run.workdir / MODEL / "history.csv"))
+    assert without_seconds(rows) != without_seconds(history(ct_only_run.workdir / MODEL / "history.csv"))
 
 
-def test_with_a_trained_encoder_the_finetuned_prediction_encodes_its_own_slices(tiny_run, tmp_path):
+def test_with_a_trained_encoder_the_finetuned_prediction_encodes_its_own_slices(ct_only_run, tmp_path):
     trained = tmp_path / "trained.yaml"
     trained.write_text("litemedsam:\n  finetune:\n    train_encoder: true\n")
     targets = [str(MODEL / "best.pth"), "results/predictions/litemedsam_finetuned_ct"]
-    dry = snakemake(tiny_run.workdir, "-n", *targets, "--configfile", *tiny_run.configs, str(trained)).stdout
+    dry = snakemake(ct_only_run.workdir, "-n", *targets, "--configfile", *ct_only_run.configs, str(trained)).stdout
     jobs = {}
     for block in dry.split("\n\n"):
         lines = dict(
@@ -212,7 +125,7 @@ def test_with_a_trained_encoder_the_finetuned_prediction_encodes_its_own_slices(
         rule = next((line.split()[1].rstrip(":") for line in block.splitlines() if line.startswith("rule ")), None)
         if rule in ("finetune_litemedsam", "predict_litemedsam"):
             jobs[rule] = lines["input"].split(", ")
-    assert "results/slices/ct/V01.npz" in jobs["predict_litemedsam"]
+    assert "results/slices/ct/CT02.npz" in jobs["predict_litemedsam"]
     assert not [f for f in jobs["predict_litemedsam"] if f.startswith("results/embeddings/")]
     assert not [f for f in jobs["finetune_litemedsam"] if f.startswith("results/embeddings/")]
     assert "embed_slices" not in dry  # nothing to embed: the official embeddings are only for zero-shot

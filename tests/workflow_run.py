@@ -100,6 +100,14 @@ class CompleteRun:
         shutil.copytree(self.workdir, destination, symlinks=True, ignore=shutil.ignore_patterns("cohort"))
         return destination
 
+    def command(self, workdir: Path, *args: str) -> list[str]:
+        """The command line of :meth:`run`, for a test that starts (and kills) Snakemake itself."""
+        return [
+            sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+            "--workflow-profile", str(ROOT / "profiles" / "default"), "--cores", "2", *args,
+            "--configfile", *self.configs,
+        ]  # fmt: skip
+
 
 def write_cohort(root: Path) -> tuple[Path, Path]:
     """The DICOM folders, patients sheet and frozen split of COHORT under root; returns (sheet, split)."""
@@ -127,5 +135,80 @@ def build_complete_run(workdir: Path) -> CompleteRun:
     small.write_text(f"patients: {sheet}\nsynthetic:\n  enabled: false\nsplit:\n  frozen: {frozen}\n{SETTINGS}")
     run = CompleteRun(workdir, [str(PAPER), str(DEMO), str(small)], patients={p: s for p, (s, _) in COHORT.items()})
     result = run.run()
+    run.stdout, run.stderr = result.stdout, result.stderr
+    return run
+
+
+# A cohort of CT and RTSTRUCT only, as a new user may bring: one patient per subset; nnU-Net trains on the CT alone,
+# for one iteration. Its fine-tuning is set up for tests/test_litemedsam_workflow.py: three epochs of one step of a
+# large learning rate, so that the validation Dice loss is lowest before the last epoch (a run killed after the best
+# epoch resumes into epochs that find nothing better).
+CT_ONLY_COHORT = {"CT01": "train", "CT02": "val", "CT03": "test"}
+CT_ONLY_SETTINGS = """
+litemedsam:
+  finetune:
+    max_epochs: 3
+    batch_size: 2
+    max_steps_per_epoch: 1
+    max_val_samples: 4
+    lr: 0.001
+    train_encoder: false
+nnunet:
+  epochs: 1
+  iterations_per_epoch: 1
+  val_iterations_per_epoch: 1
+  tta: false
+  fingerprint_samples: 100000
+  final_validation: false
+"""
+
+# Every Python process of a run writes its pid, arguments and the MALLOC_ variables it started with (read from
+# /proc/self/environ: what glibc read) to HNSEG_TEST_PROCESS_LOG (tests/test_litemedsam_workflow.py).
+PROCESS_LOG_SITECUSTOMIZE = """
+import json, os, sys
+if os.environ.get("HNSEG_TEST_PROCESS_LOG"):
+    with open("/proc/self/environ", "rb") as fh:
+        names = [item.split(b"=", 1)[0].decode() for item in fh.read().split(b"\\0") if b"=" in item]
+    record = {"pid": os.getpid(), "argv": sys.orig_argv, "malloc": sorted(n for n in names if n.startswith("MALLOC_"))}
+    with open(os.environ["HNSEG_TEST_PROCESS_LOG"], "a") as out:
+        out.write(json.dumps(record) + "\\n")
+"""
+
+
+def keep_ct_and_rtstruct(dicom_dir: Path) -> None:
+    import pydicom
+
+    for series in sorted({path.parent for path in dicom_dir.rglob("*") if path.is_file()}):
+        modality = pydicom.dcmread(next(p for p in series.iterdir() if p.is_file()), stop_before_pixels=True).Modality
+        if modality not in ("CT", "RTSTRUCT"):
+            shutil.rmtree(series)
+
+
+def build_ct_only_run(workdir: Path) -> CompleteRun:
+    """The whole study on CT_ONLY_COHORT, every process of it logged to `workdir / "processes.jsonl"`."""
+    from hnseg.synthetic import generate_patient
+
+    rows = ["patient\tdicom_dir"]
+    for patient in CT_ONLY_COHORT:
+        dicom = workdir / "cohort" / "dicom" / patient
+        generate_patient(patient, SEED, dicom, workdir / "cohort" / "truth" / patient)
+        keep_ct_and_rtstruct(dicom)
+        rows.append(f"{patient}\t{dicom}")
+    (workdir / "patients.tsv").write_text("\n".join(rows) + "\n")
+    split = "".join(f"{p}\t{s}\n" for p, s in CT_ONLY_COHORT.items())
+    (workdir / "split.tsv").write_text("patient\tsubset\n" + split)
+    config = workdir / "ct_only.yaml"
+    config.write_text(
+        f"patients: {workdir / 'patients.tsv'}\nsynthetic:\n  enabled: false\n"
+        f"split:\n  frozen: {workdir / 'split.tsv'}\n{CT_ONLY_SETTINGS}"
+    )
+    (workdir / "site").mkdir()
+    (workdir / "site" / "sitecustomize.py").write_text(PROCESS_LOG_SITECUSTOMIZE)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(workdir / "site"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "HNSEG_TEST_PROCESS_LOG": str(workdir / "processes.jsonl"),
+    }
+    run = CompleteRun(workdir, [str(PAPER), str(DEMO), str(config)], patients=dict(CT_ONLY_COHORT))
+    result = run.run(env=env)
     run.stdout, run.stderr = result.stdout, result.stderr
     return run
