@@ -1,10 +1,13 @@
 """Fusion kinds as data: recipes from config, the volumes each reads, the stages its branch needs, a CT-PET fusion
 composed by config alone, the paper's two unchanged, and nnU-Net's channels from the training set's volumes."""
 
+import csv
+import json
+
 import numpy as np
 import pytest
 
-from hnseg.cohort import BRANCH_STAGES, OK, nnunet_volumes, stages_for
+from hnseg.cohort import BRANCH_STAGES, OK, build_cohort, nnunet_volumes, stages_for
 from hnseg.config import load_config, validate_config
 from hnseg.errors import ConfigError, InputError
 from hnseg.fusion import PAPER_FUSIONS, fuse_volume, fusion_recipes, fusion_volumes
@@ -78,6 +81,39 @@ def test_nnunet_trains_on_what_every_training_patient_has():
     assert channels("box", ("ct", "pet")) == ("CT", "PET", "box")
     dataset = make_dataset_json("nobox", 3, volumes=("ct", "pet"))
     assert dataset["channel_names"] == {"0": "CT", "1": "zscore"} and dataset["modalities"].endswith("CT, PET")
+
+
+def test_a_training_patient_without_mr_drops_it_from_nnunet_with_a_warning_unless_the_volumes_are_pinned(
+    tmp_path, caplog
+):
+    everything = dict.fromkeys(("import_ct", "import_pet", "resample_pet", "import_mri", "register_mri"), OK)
+    no_mr = {**everything, "import_mri": "failed", "register_mri": "not_run"}
+    subsets = {"A": "train", "B": "train", "C": "val", "D": "test"}
+    records = {p: _records(no_mr if p == "B" else everything) for p in subsets}
+    paths = {}
+    for patient, stages in records.items():
+        paths[patient] = []
+        for stage, record in stages.items():
+            path = tmp_path / patient / f"{stage}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps({**record, "patient": patient, "stage": stage}))
+            paths[patient].append(path)
+    methods = ["nnunet_nobox"]
+
+    def nnunet_row(volumes):
+        build_cohort(subsets, paths, ["nnunet"], methods, ["test"], tmp_path / "c.tsv", tmp_path / "m.tsv",
+                     branch_volumes={"nnunet": volumes})  # fmt: skip
+        with open(tmp_path / "m.tsv", newline="") as fh:
+            plan = next(csv.DictReader(fh, delimiter="\t"))
+        with open(tmp_path / "c.tsv", newline="") as fh:
+            left_out = {row["patient"] for row in csv.DictReader(fh, delimiter="\t") if "nnunet" not in row["branches"]}
+        return plan["inputs"], plan["n_train"], left_out
+
+    with caplog.at_level("WARNING", logger="hnseg.cohort"):
+        assert nnunet_row("auto") == ("ct,pet", "2", set())  # everyone trains, on what everyone has
+    assert "nnU-Net trains without T1w and T2w for everyone: 1 of 3 train and val patients lack it (B)" in caplog.text
+    # pinned: the four channels stay, and the patient without MR is left out of nnU-Net
+    assert nnunet_row(["ct", "pet", "t1", "t2"]) == ("ct,pet,t1,t2", "1", {"B"})
 
 
 def test_report_labels_and_orders_the_methods_of_any_fusion():

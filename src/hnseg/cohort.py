@@ -43,6 +43,7 @@ VOLUME_STAGES: dict[str, tuple[str, ...]] = {
     "t2": ("import_mri", "register_mri"),
 }
 PAPER_VOLUMES = ("ct", "pet", "t1", "t2")
+VOLUME_NAMES = {"ct": "CT", "pet": "PET", "t1": "T1w", "t2": "T2w"}
 NNUNET = "nnunet"
 AUTO = "auto"
 
@@ -161,8 +162,18 @@ def nnunet_volumes(subsets: Mapping[str, str], records: Mapping[str, Mapping[str
     volumes = ["ct"]
     for group in (("pet",), ("t1", "t2")):
         stages = stages_for(group)
-        if all(records[p][s].get("status") == OK for p in training for s in stages):
+        lacking = [p for p in training if any(records[p][s].get("status") != OK for s in stages)]
+        if not lacking:
             volumes += group
+        elif len(lacking) < len(training):  # a cohort that has the modality, but not for everyone: say who
+            log.warning(
+                "nnU-Net trains without %s for everyone: %d of %d train and val patients lack it (%s); to keep it and "
+                "leave them out of nnU-Net instead, set nnunet.volumes to the list of volumes",
+                " and ".join(VOLUME_NAMES.get(v, v) for v in group),
+                len(lacking),
+                len(training),
+                ", ".join(sorted(lacking)[:10]) + (", ..." if len(lacking) > 10 else ""),
+            )
     return tuple(volumes)
 
 

@@ -37,7 +37,9 @@ METHODS = LITEMEDSAM_METHODS + NNUNET_METHODS
 # read (hnseg.cohort.stages_for); nnU-Net's volumes are decided at the cohort checkpoint: those every patient of its
 # training set has (methods.tsv, column inputs).
 BRANCHES = [*config["fusion"]["kinds"], "nnunet"]
-BRANCH_VOLUMES = hnseg.cohort.branch_volumes_of({f: hnseg.fusion.fusion_volumes(r) for f, r in FUSION_RECIPES.items()})
+BRANCH_VOLUMES = hnseg.cohort.branch_volumes_of(
+    {f: hnseg.fusion.fusion_volumes(r) for f, r in FUSION_RECIPES.items()}, config["nnunet"]["volumes"]
+)
 
 
 # A patient id as the sheet's schema allows it, not the list of ids: a 661-way alternation in every file pattern made
