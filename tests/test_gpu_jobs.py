@@ -4,9 +4,6 @@ under `--cores 4 --resources gpu=2` (hnseg.gpu, with its simulated device list o
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -14,10 +11,6 @@ import pytest
 import torch
 
 from hnseg.gpu import SIMULATED_GPUS_ENV, allocation_summary, job_device
-
-ROOT = Path(__file__).resolve().parents[1]
-PAPER = ROOT / "config" / "config.yaml"
-DEMO = ROOT / "config" / "demo.yaml"
 
 
 @pytest.fixture
@@ -65,35 +58,10 @@ def test_the_job_log_says_what_slurm_allocated(monkeypatch):
 
 # --- the workflow: two GPU jobs at once ---------------------------------------------------------------------------
 
-# The image embeddings of one patient's slices in both fusions: two real GPU jobs of the workflow (rule embed_slices)
-# that become ready at the same moment. Registration (the multimodal fusion needs it) with few iterations.
-PATIENT = "HN01"
-SETTINGS = """
-registration:
-  rigid:
-    iterations: [40, 20]
-    shrink_factors: [8, 4]
-    smoothing_sigmas_mm: [4, 2]
-  syn:
-    iterations: [10]
-    shrink_factors: [6]
-    smoothing_sigmas_mm: [3]
-gpu:
-  threads_per_job: 2
-"""
-SHARDS = [f"results/slices/{fusion}/{PATIENT}.npz" for fusion in ("ct", "multimodal")]
+# The image embeddings of one test patient's slices in both fusions: two real GPU jobs of the workflow (rule
+# embed_slices), removed from a copy of the shared complete run so that both are ready at the same moment.
+PATIENT = "HN04"
 GPU_TARGETS = [f"results/embeddings/{fusion}/{PATIENT}.npz" for fusion in ("ct", "multimodal")]
-
-
-def snakemake(workdir: Path, config: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-        "--workflow-profile", str(ROOT / "profiles" / "default"), *args,
-        "--configfile", str(PAPER), str(DEMO), str(config),
-    ]  # fmt: skip
-    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900, env={**os.environ, **env})
-    assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def device_intervals(log_dir: Path) -> dict[str, tuple[str, datetime, datetime]]:
@@ -115,28 +83,14 @@ def device_intervals(log_dir: Path) -> dict[str, tuple[str, datetime, datetime]]
     return intervals
 
 
-@pytest.mark.slow
-def test_two_gpu_jobs_run_side_by_side_each_on_its_own_device(tmp_path):
-    from hnseg.synthetic import generate_patient
-
-    dicom = tmp_path / "dicom" / PATIENT
-    generate_patient(PATIENT, 2024, dicom, tmp_path / "truth" / PATIENT)
-    (tmp_path / "patients.tsv").write_text(f"patient\tdicom_dir\n{PATIENT}\t{dicom}\n")
-    (tmp_path / "split.tsv").write_text(f"patient\tsubset\n{PATIENT}\ttest\n")
-    config = tmp_path / "study.yaml"
-    config.write_text(
-        f"patients: {tmp_path / 'patients.tsv'}\nsynthetic:\n  enabled: false\n"
-        f"split:\n  frozen: {tmp_path / 'split.tsv'}\n{SETTINGS}"
-    )
-    workdir = tmp_path / "run"
+def test_two_gpu_jobs_run_side_by_side_each_on_its_own_device(complete_run, tmp_path):
+    workdir = complete_run.copy(tmp_path / "run")
+    assert not device_intervals(workdir / "logs")  # the complete run computed on the CPU, no simulated device
+    for target in GPU_TARGETS:
+        (workdir / target).unlink()
+    # room for both and two GPUs
     env = {SIMULATED_GPUS_ENV: "0,1", "HNSEG_GPU_LOCK_DIR": str(tmp_path / "locks")}
-    # Everything the two GPU jobs need first (the stages and the cohort checkpoint, then the fused slices it lets
-    # through), so that both are ready at the same moment; then the two jobs, with room for both (2 threads each) and
-    # two GPUs.
-    snakemake(workdir, config, "--cores", "2", "results/cohort.tsv", env=env)
-    snakemake(workdir, config, "--cores", "2", *SHARDS, env=env)
-    assert not device_intervals(workdir / "logs")
-    snakemake(workdir, config, "--cores", "4", *GPU_TARGETS, "--resources", "gpu=2", env=env)
+    complete_run.run(*GPU_TARGETS, "--cores", "4", "--resources", "gpu=2", workdir=workdir, env=env)
     jobs = device_intervals(workdir / "logs")
     assert set(jobs) == {f"embed_slices/{fusion}/{PATIENT}.log" for fusion in ("ct", "multimodal")}
     (device_a, start_a, end_a), (device_b, start_b, end_b) = jobs.values()

@@ -190,6 +190,11 @@ def gpu_job_threads():
     return config["gpu"]["threads_per_job"]
 
 
+def nnunet_job_threads():
+    """CPU threads of nnU-Net's GPU jobs (training, prediction): gpu.nnunet_threads_per_job, else as other GPU jobs."""
+    return config["gpu"].get("nnunet_threads_per_job") or gpu_job_threads()
+
+
 def registration_threads():
     """One ITK thread in deterministic mode (parallelism comes from running patients side by side)."""
     reg = config["registration"]

@@ -96,7 +96,7 @@ rule nnunet_train:
         seed=config["nnunet"]["seed"],
         final_validation=config["nnunet"]["final_validation"],
         code=script_code("nnunet_train.py"),
-    threads: gpu_job_threads()
+    threads: nnunet_job_threads()
     resources:
         gpu=1,
         mem_mb=32000,
@@ -121,7 +121,7 @@ rule nnunet_predict:
         device=config["nnunet"]["device"],
         tta=config["nnunet"]["tta"],
         code=script_code("nnunet_predict.py"),
-    threads: gpu_job_threads()
+    threads: nnunet_job_threads()
     resources:
         gpu=1,
         mem_mb=16000,

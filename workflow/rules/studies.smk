@@ -91,7 +91,7 @@ rule margin_nnunet_predict:
         device=config["nnunet"]["device"],
         tta=config["nnunet"]["tta"],
         code=script_code("nnunet_predict.py"),
-    threads: gpu_job_threads()
+    threads: nnunet_job_threads()
     resources:
         gpu=1,
         mem_mb=16000,
