@@ -64,14 +64,7 @@ COHORT = {
 SEED = 2024
 
 # Tiny training settings: every stage runs for real, none learns much.
-SETTINGS = """
-litemedsam:
-  finetune:
-    max_epochs: 2
-    batch_size: 2
-    max_steps_per_epoch: 1
-    max_val_samples: 4
-    train_encoder: false
+NNUNET_SETTINGS = """
 nnunet:
   epochs: 1
   iterations_per_epoch: 1
@@ -80,6 +73,18 @@ nnunet:
   fingerprint_samples: 100000
   final_validation: false
 """
+SETTINGS = (
+    """
+litemedsam:
+  finetune:
+    max_epochs: 2
+    batch_size: 2
+    max_steps_per_epoch: 1
+    max_val_samples: 4
+    train_encoder: false
+"""
+    + NNUNET_SETTINGS
+)
 
 
 @dataclass
@@ -153,13 +158,6 @@ litemedsam:
     max_val_samples: 4
     lr: 0.001
     train_encoder: false
-nnunet:
-  epochs: 1
-  iterations_per_epoch: 1
-  val_iterations_per_epoch: 1
-  tta: false
-  fingerprint_samples: 100000
-  final_validation: false
 """
 
 # Every Python process of a run writes its pid, arguments and the MALLOC_ variables it started with (read from
@@ -200,7 +198,7 @@ def build_ct_only_run(workdir: Path) -> CompleteRun:
     config = workdir / "ct_only.yaml"
     config.write_text(
         f"patients: {workdir / 'patients.tsv'}\nsynthetic:\n  enabled: false\n"
-        f"split:\n  frozen: {workdir / 'split.tsv'}\n{CT_ONLY_SETTINGS}"
+        f"split:\n  frozen: {workdir / 'split.tsv'}\n{CT_ONLY_SETTINGS}{NNUNET_SETTINGS}"
     )
     (workdir / "site").mkdir()
     (workdir / "site" / "sitecustomize.py").write_text(PROCESS_LOG_SITECUSTOMIZE)
