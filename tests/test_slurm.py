@@ -64,6 +64,8 @@ litemedsam:
     max_steps_per_epoch: 1
     max_val_samples: 1
     train_encoder: false
+gpu:
+  threads_per_job: 2  # what the SLURM job gets on this 2-CPU node: bit-identical weights need the same thread count
 """
 # What this 2-CPU node needs beyond the study's profile (command-line flags override the profile's keys).
 NODE_OVERRIDE = [
