@@ -195,6 +195,13 @@ def nnunet_job_threads():
     return config["gpu"].get("nnunet_threads_per_job") or gpu_job_threads()
 
 
+def nnunet_preparation_threads(wanted):
+    """Worker processes of nnU-Net's CPU steps (raw dataset, test images, plans): `wanted`, but no more than nnU-Net's
+    own jobs get. Where those get one thread (the demo on two cores) the steps then start beside another job as soon
+    as a core is free, instead of waiting for the whole machine."""
+    return min(wanted, nnunet_job_threads())
+
+
 def registration_threads():
     """One ITK thread in deterministic mode (parallelism comes from running patients side by side)."""
     reg = config["registration"]

@@ -26,7 +26,10 @@ rule embed_slices:
         "../scripts/embed_litemedsam.py"
 
 
+# Long jobs start first (priority): short per-patient jobs then fill the cores around them, and no long job is left
+# running alone at the end of a run on a small machine.
 rule finetune_litemedsam:
+    priority: 1
     input:
         unpack(litemedsam_finetune_inputs),
     output:

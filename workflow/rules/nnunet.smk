@@ -12,6 +12,7 @@ wildcard_constraints:
 
 
 rule nnunet_dataset:
+    priority: 1  # on the way to nnunet_train
     input:
         unpack(nnunet_training_volumes),
     output:
@@ -21,7 +22,7 @@ rule nnunet_dataset:
         train=nnunet_train_patients,
         val=nnunet_val_patients,
         code=script_code("nnunet_dataset.py"),
-    threads: 2
+    threads: nnunet_preparation_threads(2)
     resources:
         mem_mb=2000,
         runtime=60,
@@ -43,7 +44,7 @@ rule nnunet_test_images:
     params:
         patients=nnunet_evaluated_patients,
         code=script_code("nnunet_test_images.py"),
-    threads: 2
+    threads: nnunet_preparation_threads(2)
     resources:
         mem_mb=2000,
         runtime=30,
@@ -57,6 +58,7 @@ rule nnunet_test_images:
 
 # Fingerprint and preprocessing are CPU work in nnU-Net's own worker processes (one per thread), no GPU.
 rule nnunet_plan:
+    priority: 1  # on the way to nnunet_train
     input:
         "results/nnunet/raw/{nnunet_dataset}",
     output:
@@ -66,7 +68,7 @@ rule nnunet_plan:
         configuration=config["nnunet"]["configuration"],
         foreground_samples=config["nnunet"]["fingerprint_samples"],
         code=script_code("nnunet_plan.py"),
-    threads: 8
+    threads: nnunet_preparation_threads(8)
     resources:
         mem_mb=16000,
         runtime=240,
@@ -81,6 +83,7 @@ rule nnunet_plan:
 # training.json is written last; nnU-Net's checkpoints beside it are deliberately not outputs, so that Snakemake
 # never deletes them: a killed or timed-out job resumes from checkpoint_latest.pth (or only reruns the validation).
 rule nnunet_train:
+    priority: 1  # the longest job: started first, others fill the cores around it (as finetune_litemedsam)
     input:
         "results/nnunet/preprocessed/{nnunet_dataset}",
     output:

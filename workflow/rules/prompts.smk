@@ -3,6 +3,7 @@
 
 
 rule make_prompts:
+    priority: 1  # a second of work that nnU-Net's box dataset and the fine-tuning wait for
     input:
         labels="results/imported/{patient}/labels.nii.gz",
         record="results/imported/{patient}/import.json",

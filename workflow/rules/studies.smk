@@ -67,7 +67,7 @@ rule margin_nnunet_test_images:
     params:
         patients=nnunet_evaluated_patients,
         code=script_code("nnunet_test_images.py"),
-    threads: 2
+    threads: nnunet_preparation_threads(2)
     resources:
         mem_mb=2000,
         runtime=30,
