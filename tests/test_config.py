@@ -129,5 +129,8 @@ def test_the_readme_test_command_runs_the_slow_tests_and_test_quick_does_not():
     pytest_lines = {
         t: [ln.split("python -m ")[-1] for ln in out.splitlines() if "pytest" in ln] for t, out in make.items()
     }
-    # every test (--durations only lists the slowest at the end), and the quick subset
-    assert pytest_lines == {"test": ["pytest --durations=25"], "test-quick": ['pytest -m "not slow"']}
+    # every test, on two workers (--durations only lists the slowest at the end), and the quick subset
+    assert pytest_lines == {
+        "test": ["pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25"],
+        "test-quick": ['pytest -m "not slow"'],
+    }

@@ -6,26 +6,44 @@ that needs a finished study: the report, `snakemake --report`, the rerun table, 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"
 DEMO = ROOT / "config" / "demo.yaml"
 
 
+# `make test` runs two pytest workers side by side (tests/conftest.py), so two workflow runs may share CI's 24 GiB. Each
+# run is held to this much declared memory: a job that declares more (nnU-Net's training) then runs alone in its run.
+# A test that passes its own `--resources` replaces this. (Written with "=": the option takes every word that follows,
+# and the targets after it would be read as resources.)
+MEMORY_MB_PER_RUN = 11000
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The `snakemake` command line on the repository's workflow in `workdir`: default profile, 2 cores, and
+    MEMORY_MB_PER_RUN."""
+    return [
+        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+        "--workflow-profile", str(ROOT / "profiles" / "default"), "--cores", "2",
+        f"--resources=mem_mb={MEMORY_MB_PER_RUN}", *args,
+    ]  # fmt: skip
+
+
 def snakemake(
     workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None, timeout: int = 1800
 ) -> subprocess.CompletedProcess:
-    """`snakemake` on the repository's workflow in `workdir`, with the default profile and 2 cores."""
-    cmd = [
-        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-        "--workflow-profile", str(ROOT / "profiles" / "default"), "--cores", "2", *args,
-    ]  # fmt: skip
+    """:func:`snakemake_command` run to its end."""
+    cmd = snakemake_command(workdir, *args)
     result = subprocess.run(
         cmd, check=False, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
@@ -101,17 +119,35 @@ class CompleteRun:
         return snakemake(workdir or self.workdir, *args, "--configfile", *configs, **kwargs)
 
     def copy(self, destination: Path) -> Path:
-        """A copy of the finished run (results, logs, Snakemake's metadata) to change without touching this one."""
-        shutil.copytree(self.workdir, destination, symlinks=True, ignore=shutil.ignore_patterns("cohort"))
+        """A copy of the finished run (results, logs, Snakemake's metadata) to change without touching this one. It
+        leaves out Snakemake's locks: a test on the other worker may be running Snakemake in this run's folder."""
+        shutil.copytree(self.workdir, destination, symlinks=True, ignore=shutil.ignore_patterns("cohort", "locks"))
         return destination
 
     def command(self, workdir: Path, *args: str) -> list[str]:
         """The command line of :meth:`run`, for a test that starts (and kills) Snakemake itself."""
-        return [
-            sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-            "--workflow-profile", str(ROOT / "profiles" / "default"), "--cores", "2", *args,
-            "--configfile", *self.configs,
-        ]  # fmt: skip
+        return snakemake_command(workdir, *args, "--configfile", *self.configs)
+
+
+def shared_run(session_temp: Path, name: str, build: Callable[[Path], CompleteRun]) -> CompleteRun:
+    """A workflow run built once per test session however many pytest-xdist workers share it: the first worker that
+    needs it builds it in `session_temp / name` under a file lock and records it; the others wait for the lock and
+    read the record. A build that failed is recorded too, so that the other workers fail at once with its error."""
+    record = session_temp / f"{name}.json"
+    with FileLock(session_temp / f"{name}.lock"):
+        if not record.is_file():
+            workdir = session_temp / name
+            workdir.mkdir(parents=True)
+            try:
+                run = build(workdir)
+            except BaseException as error:
+                record.write_text(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+                raise
+            record.write_text(json.dumps({**asdict(run), "workdir": str(run.workdir)}))
+    data = json.loads(record.read_text())
+    if "error" in data:
+        raise RuntimeError(f"the {name} failed on another worker: {data['error']}")
+    return CompleteRun(**{**data, "workdir": Path(data["workdir"])})
 
 
 def write_cohort(root: Path) -> tuple[Path, Path]:
