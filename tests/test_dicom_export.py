@@ -456,8 +456,18 @@ def test_cstore_to_storescp(exported, tmp_path):
 def test_cstore_refused_unreachable_or_silent(exported, tmp_path, capsys):
     proc, port = start_storescp(tmp_path / "received", "--refuse")
     try:
-        with pytest.raises(export.SendError, match=rf"NODE@127.0.0.1:{port}: the node refused the association"):
-            export.send(exported, "127.0.0.1", port, "NODE", timeout_s=10)
+        # storescp closes the connection right after its A-ASSOCIATE-RJ; on a loaded machine the reset can reach
+        # pynetdicom before the rejection does (an abort, seen once in a two-worker test run), so a refusal must be
+        # seen in one of three tries, and nothing else may be said
+        errors = []
+        for _ in range(3):
+            with pytest.raises(export.SendError) as raised:
+                export.send(exported, "127.0.0.1", port, "NODE", timeout_s=10)
+            errors.append(str(raised.value))
+            if "refused" in errors[-1]:
+                break
+        assert errors[-1].startswith(f"NODE@127.0.0.1:{port}: the node refused the association"), errors
+        assert all("refused" in e or "aborted or timed out" in e for e in errors), errors
     finally:
         proc.terminate()
         proc.wait(timeout=10)
