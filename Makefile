@@ -23,8 +23,8 @@ lint: env
 	$(BIN)/ruff format --check .
 
 # Two workers (pytest-xdist), each test file whole on one, the workflow runs built once for both (tests/conftest.py):
-# those runs leave a core idle much of the time, and most other tests use one. --durations: the slowest tests end the log, so
-# that CI shows where its time goes.
+# those runs leave a core idle much of the time, and most other tests use one. --durations: the slowest tests end
+# the log, so that CI shows where its time goes.
 test: lint system-packages
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
