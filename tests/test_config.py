@@ -43,7 +43,7 @@ def test_shipped_configs_are_valid_and_hold_the_papers_protocol():
     ("path", "value", "expected"),
     [
         (("fusion", "kinds"), ["ct", "petonly"], r"fusion\.kinds\[1\].*'petonly'.*allowed values: 'ct', 'multimodal'"),
-        (("synthetic", "size"), "huge", r"synthetic\.size.*'huge'.*'demo', 'realistic'"),
+        (("synthetic", "size"), "huge", r"synthetic\.size.*'huge'.*'demo', 'tiny', 'realistic'"),
         (("split", "ratio"), [470, 94], r"split\.ratio"),
         (("fusion", "ct_window", "width"), 0, r"fusion\.ct_window\.width"),
         (("fusion", "ct_windw"), {}, r"'ct_windw'.*known keys here: ct_window"),

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from workflow_run import COHORT_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "config.yaml"
@@ -118,7 +119,7 @@ def write_cohort(root: Path) -> Path:
     rows, split = ["patient\tdicom_dir"], ["patient\tsubset"]
     for patient, subset in SPLIT.items():
         dicom = root / "dicom" / patient
-        generate_patient(patient, SEED, dicom, root / "truth" / patient)
+        generate_patient(patient, SEED, dicom, root / "truth" / patient, size=COHORT_SIZE)
         rows.append(f"{patient}\t{dicom}")
         split.append(f"{patient}\t{subset}")
     (root / "patients.tsv").write_text("\n".join(rows) + "\n")

@@ -96,7 +96,7 @@ def _tool(name: str) -> str | None:
 def test_patient_ids_and_bad_input(tmp_path):
     assert patient_ids(3) == ["SYN001", "SYN002", "SYN003"]
     assert patient_ids(2) == patient_ids(3)[:2]
-    assert set(SIZES) == {"demo", "realistic"}
+    assert set(SIZES) == {"demo", "tiny", "realistic"}
     with pytest.raises(InputError):
         patient_ids(0)
     with pytest.raises(InputError, match="size"):
@@ -110,6 +110,21 @@ def test_patient_ids_and_bad_input(tmp_path):
     foreign.write_text("not ours")
     with pytest.raises(InputError, match="did not write"):
         generate_patient("SYN001", 1, tmp_path / "d", tmp_path / "t")
+
+
+def test_the_tiny_size_covers_the_demo_s_fields_of_view_on_coarser_grids():
+    """The test suite's workflow runs use `tiny`: the demo's anatomy and PET, a third of its CT voxels."""
+    demo, tiny = SIZES["demo"], SIZES["tiny"]
+
+    def extent_mm(size):  # CT across, CT high, MR left-right, MR antero-posterior, MR high
+        ct, mr = size.ct, size.mr
+        return [ct.matrix * ct.pixel_mm, ct.n_slices * ct.slice_mm, mr.columns * mr.pixel_mm, mr.rows * mr.pixel_mm,
+                mr.n_slices * mr.spacing_mm]  # fmt: skip
+
+    assert extent_mm(tiny) == pytest.approx(extent_mm(demo), abs=3.0)
+    assert tiny.ct.top_z == demo.ct.top_z and tiny.pet == demo.pet
+    voxels = [size.ct.matrix**2 * size.ct.n_slices for size in (tiny, demo)]
+    assert voxels[0] / voxels[1] == pytest.approx(1 / 3, abs=0.05)
 
 
 def test_layout_summary_and_phi(cohort):

@@ -80,6 +80,9 @@ COHORT = {
     "HN06": ("train", ["missing_ct_slice"]),
 }
 SEED = 2024
+# The test runs' cohorts are generated at the "tiny" size (hnseg.synthetic.sizes): every stage runs, on a third of the
+# demo's CT voxels and about 60 % of its tumour slices (the complete run: 579 s instead of 723 s, 2026-12-05).
+COHORT_SIZE = "tiny"
 
 # Tiny training settings: every stage runs for real, none learns much.
 NNUNET_SETTINGS = """
@@ -159,9 +162,9 @@ def write_cohort(root: Path) -> tuple[Path, Path]:
     for patient, (subset, variants) in COHORT.items():
         dicom, truth = root / "dicom" / patient, root / "truth" / patient
         if variants:
-            make_messy_patient(patient, SEED, dicom, truth, variants)
+            make_messy_patient(patient, SEED, dicom, truth, variants, size=COHORT_SIZE)
         else:
-            generate_patient(patient, SEED, dicom, truth)
+            generate_patient(patient, SEED, dicom, truth, size=COHORT_SIZE)
         rows.append(f"{patient}\t{dicom}")
         split.append(f"{patient}\t{subset}")
     sheet, frozen = root / "patients.tsv", root / "split.tsv"
@@ -225,7 +228,7 @@ def build_ct_only_run(workdir: Path) -> CompleteRun:
     rows = ["patient\tdicom_dir"]
     for patient in CT_ONLY_COHORT:
         dicom = workdir / "cohort" / "dicom" / patient
-        generate_patient(patient, SEED, dicom, workdir / "cohort" / "truth" / patient)
+        generate_patient(patient, SEED, dicom, workdir / "cohort" / "truth" / patient, size=COHORT_SIZE)
         keep_ct_and_rtstruct(dicom)
         rows.append(f"{patient}\t{dicom}")
     (workdir / "patients.tsv").write_text("\n".join(rows) + "\n")

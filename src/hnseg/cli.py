@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder; gets dicom/<id>/, truth/<id>/ and patients.tsv")
     p.add_argument("--n", type=int, default=12, help="number of patients (default 12)")
     p.add_argument("--seed", type=int, default=2024, help="cohort seed (default 2024)")
-    p.add_argument("--size", choices=["demo", "realistic"], default="demo", help="grid sizes (default demo)")
+    p.add_argument("--size", choices=["demo", "tiny", "realistic"], default="demo", help="grid sizes (default demo)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("split", help="show the train/val/test split, or freeze it into a file")

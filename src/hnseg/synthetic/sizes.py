@@ -1,4 +1,5 @@
-"""Grid definitions of the synthetic cohort: a CPU-sized ``demo`` and a clinically sized ``realistic``.
+"""Grid definitions of the synthetic cohort: a CPU-sized ``demo``, a coarser ``tiny`` for the test suite's workflow
+runs, and a clinically sized ``realistic``.
 
 All lengths are in mm. The CT grid is centred on the patient's midline; its cranio-caudal range is given in the
 anatomical frame of :mod:`hnseg.synthetic.anatomy` (z = 0 near the C2 body, superior positive), so the same size
@@ -59,6 +60,16 @@ SIZES: dict[str, SizeSpec] = {
         ct=CTSpec(matrix=128, pixel_mm=2.0, n_slices=40, slice_mm=3.0, top_z=36.0),
         pet=PETSpec(matrix=64, pixel_mm=4.0, slice_mm=3.27, supersample=2, bed_slices=47),
         mr=MRSpec(columns=160, rows=128, pixel_mm=1.5, n_slices=26, thickness_mm=4.0, gap_mm=0.4),
+        displacement_stride=(2, 2, 1),
+    ),
+    # The demo's anatomy on coarser grids, for the test suite's workflow runs, which exercise every stage but measure
+    # no accuracy: the same fields of view (CT 256 mm across and 120 mm high, MR 240 x 192 mm and 112 mm high) and the
+    # demo's PET, with a third of the demo's CT voxels and about half of its tumour slices.
+    "tiny": SizeSpec(
+        name="tiny",
+        ct=CTSpec(matrix=96, pixel_mm=256.0 / 96, n_slices=24, slice_mm=5.0, top_z=36.0),
+        pet=PETSpec(matrix=64, pixel_mm=4.0, slice_mm=3.27, supersample=2, bed_slices=47),
+        mr=MRSpec(columns=120, rows=96, pixel_mm=2.0, n_slices=20, thickness_mm=5.0, gap_mm=0.6),
         displacement_stride=(2, 2, 1),
     ),
     "realistic": SizeSpec(
