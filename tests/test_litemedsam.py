@@ -64,6 +64,23 @@ def test_official_checkpoint_loads_strictly_with_the_official_key_names(model):
     assert sum(p.numel() for p in model.parameters()) == 9_791_300
 
 
+def test_the_model_imports_without_torchvision_and_segment_anything_still_imports_whole():
+    """hnseg.sam.model takes SAM's decoder classes without segment_anything's __init__ (its predictor imports
+    torchvision: 1.5 s at every job's start); a later `import segment_anything` gets the whole package."""
+    import subprocess
+
+    script = (
+        "import sys\n"
+        "import hnseg.sam.model as m\n"
+        "assert 'torchvision' not in sys.modules and 'segment_anything' not in sys.modules\n"
+        "assert m.MaskDecoder.__module__ == 'segment_anything.modeling.mask_decoder'\n"
+        "import segment_anything\n"
+        "assert segment_anything.SamPredictor and segment_anything.modeling.MaskDecoder\n"
+        "assert 'torchvision' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
 def test_encoder_equals_the_official_tinyvit(model):
     vendored = Path(weights.official_checkpoint_path()).parents[1] / "_vendor"
     sys.path.insert(0, str(vendored))

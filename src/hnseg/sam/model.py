@@ -14,17 +14,44 @@ a fine-tuned checkpoint) with `weights_only=True` and `strict=True`.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import itertools
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
-from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
 
 from hnseg.errors import InputError
+
+
+def _sam_modeling():
+    """`segment_anything.modeling`, imported without running `segment_anything/__init__.py`.
+
+    That file imports SAM's predictor, which imports torchvision and through it torch._dynamo: 1.5 s at the start of
+    every LiteMedSAM job (2026-12-05, one idle core; more on a busy one) for nothing used here. While `modeling`
+    imports, the package stands unexecuted in sys.modules; then every `segment_anything` module leaves sys.modules
+    again, so that a later `import segment_anything` imports the whole package afresh, as if this had not run."""
+    if "segment_anything" in sys.modules:  # already imported whole
+        return importlib.import_module("segment_anything.modeling")
+    sys.modules["segment_anything"] = importlib.util.module_from_spec(importlib.util.find_spec("segment_anything"))
+    try:
+        return importlib.import_module("segment_anything.modeling")
+    finally:
+        for name in [n for n in sys.modules if n == "segment_anything" or n.startswith("segment_anything.")]:
+            del sys.modules[name]
+
+
+_modeling = _sam_modeling()
+MaskDecoder, PromptEncoder, TwoWayTransformer = (
+    _modeling.MaskDecoder,
+    _modeling.PromptEncoder,
+    _modeling.TwoWayTransformer,
+)
+LayerNorm2d = _modeling.common.LayerNorm2d
 
 IMAGE_SIZE = 256
 EMBED_SIZE = 64
