@@ -154,7 +154,7 @@ def test_protocol_a_follows_the_official_script(case):
 PROPAGATION_CONFIG = """
 studies:
   propagation:
-    margin_mm: [3.0, 3.0]
+    margin_mm: [6.0, 6.0]
     floor_mm2: 10.0
     protocols: [A, B]
     variants: [zeroshot]
@@ -164,8 +164,8 @@ report:
 
 
 def test_propagation_study_on_the_complete_run(complete_run, tmp_path):
-    """Both protocols on the complete run's evaluated patients (zero-shot, boxes 3 mm out: one slice beyond each
-    lesion's ends, whose embeddings the study adds), scored beside the per-slice oracle, and its report section."""
+    """Both protocols on the complete run's evaluated patients (zero-shot, boxes 6 mm out: one slice of 5 mm beyond
+    each lesion's ends, whose embeddings the study adds), scored beside the per-slice oracle, and its report section."""
     import json
 
     import pandas as pd
