@@ -112,6 +112,13 @@ def test_patient_ids_and_bad_input(tmp_path):
         generate_patient("SYN001", 1, tmp_path / "d", tmp_path / "t")
 
 
+def test_hnseg_synth_offers_every_size():
+    from hnseg.cli import build_parser
+
+    for size in SIZES:
+        assert build_parser().parse_args(["synth", "out", "--size", size]).size == size
+
+
 def test_the_tiny_size_covers_the_demo_s_fields_of_view_on_coarser_grids():
     """The test suite's workflow runs use `tiny`: the demo's anatomy and PET, a third of its CT voxels."""
     demo, tiny = SIZES["demo"], SIZES["tiny"]

@@ -64,7 +64,7 @@ SIZES: dict[str, SizeSpec] = {
     ),
     # The demo's anatomy on coarser grids, for the test suite's workflow runs, which exercise every stage but measure
     # no accuracy: the same fields of view (CT 256 mm across and 120 mm high, MR 240 x 192 mm and 112 mm high) and the
-    # demo's PET, with a third of the demo's CT voxels and about half of its tumour slices.
+    # demo's PET, with a third of the demo's CT voxels and about 60 % of its tumour slices.
     "tiny": SizeSpec(
         name="tiny",
         ct=CTSpec(matrix=96, pixel_mm=256.0 / 96, n_slices=24, slice_mm=5.0, top_z=36.0),
