@@ -1,9 +1,17 @@
 """Fixtures shared across test files, and how `make test` spreads the tests over two workers."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from workflow_run import build_complete_run, build_ct_only_run, shared_run
+
+# The most the suite's temporary files took at once: 4.2 GiB, in `make test` on 2026-12-05 (the shared workflow runs,
+# the modules' own runs, and the copies that two tests change side by side; benchmarks/RESULTS.md). Below this much
+# free space the session stops at its start, instead of failing in dozens of tests with "No space left on device".
+TEMP_GIB_NEEDED = 4.5
 
 
 def _session_temp(tmp_path_factory):
@@ -26,6 +34,42 @@ def ct_only_run(tmp_path_factory):
 
 
 WORKFLOW_RUNS = ("complete_run", "ct_only_run")
+
+
+def _temp_root(config) -> Path:
+    """The folder the session's temporary files go under: --basetemp, or pytest's default root in the system's
+    temporary folder."""
+    given = config.option.basetemp or os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()
+    folder = Path(given).resolve()
+    while not folder.exists():  # --basetemp names a folder pytest makes
+        folder = folder.parent
+    return folder
+
+
+def _free_gib(folder: Path) -> float:
+    return shutil.disk_usage(folder).free / 2**30
+
+
+def pytest_report_header(config):
+    root = _temp_root(config)
+    return (
+        f"temporary files: under {root}, {_free_gib(root):.1f} GiB free (the suite needs about {TEMP_GIB_NEEDED} GiB)"
+    )
+
+
+def pytest_sessionstart(session):
+    """Stop at once when the temporary files cannot fit (in the controller; pytest-xdist's workers share its disk)."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    root = _temp_root(session.config)
+    free = _free_gib(root)
+    if free < TEMP_GIB_NEEDED:
+        pytest.exit(
+            f"the tests need about {TEMP_GIB_NEEDED} GiB free for their temporary files under {root}, and "
+            f"{free:.1f} GiB are free there. Free some space, or give pytest a folder on a roomier disk with "
+            "pytest's --basetemp=FOLDER.",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 def pytest_collection_modifyitems(items):
