@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from hnseg.cohort import BRANCH_STAGES, OK, build_cohort, nnunet_volumes, stages_for
 from hnseg.config import load_config, validate_config
 from hnseg.errors import ConfigError, InputError
-from hnseg.fusion import PAPER_FUSIONS, fuse_volume, fusion_recipes, fusion_volumes
+from hnseg.fusion import PAPER_FUSIONS, fuse_volume, fuse_volume_files, fusion_recipes, fusion_volumes
 from hnseg.nnunet.dataset import channels, make_dataset_json
 from hnseg.report.methods import label, ordered, short_label
 
@@ -63,6 +64,31 @@ def test_a_ct_pet_fusion_by_recipe_and_the_paper_fusions_unchanged():
     assert np.array_equal(fuse_volume(PAPER_FUSIONS["multimodal"], ct, CT_WINDOW, pet_suv=pet, t1=t1, t2=t2), paper)
     with pytest.raises(InputError, match=r"the R = CT, G = PET, B = CT fusion needs PET on the CT grid"):
         fuse_volume({"r": "ct", "g": "pet", "b": "ct"}, ct, CT_WINDOW)
+
+
+def test_fusing_the_volume_files_equals_fusing_the_volumes(tmp_path):
+    rng = np.random.default_rng(4)
+    volumes = {"ct": rng.uniform(-300, 400, (3, 5, 6)), "pet": rng.uniform(0, 8, (3, 5, 6))}
+    volumes |= dict(zip(("t1", "t2"), rng.uniform(1, 500, (2, 3, 5, 6)), strict=True))
+    files = {}
+    for name, volume in volumes.items():
+        files[name] = tmp_path / f"{name}.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(volume.astype(np.float32)), str(files[name]))
+    stored = {name: volume.astype(np.float32) for name, volume in volumes.items()}
+    paper = fuse_volume("multimodal", stored["ct"], CT_WINDOW, pet_suv=stored["pet"], t1=stored["t1"], t2=stored["t2"])
+    assert np.array_equal(fuse_volume_files("multimodal", files, CT_WINDOW), paper)
+    assert np.array_equal(
+        fuse_volume_files("ct", {"ct": files["ct"]}, CT_WINDOW), fuse_volume("ct", stored["ct"], CT_WINDOW)
+    )
+    # the T1w and T2w files the CT-PET fusion does not read are left alone, and the SUV range reaches the PET window
+    ctpet = {"r": "ct", "g": "pet", "b": "ct"}
+    expected = fuse_volume(ctpet, stored["ct"], CT_WINDOW, pet_suv=stored["pet"], suv_range=(0.0, 4.0))
+    assert np.array_equal(fuse_volume_files(ctpet, files, CT_WINDOW, suv_range=(0.0, 4.0)), expected)
+    assert not np.array_equal(fuse_volume_files(ctpet, files, CT_WINDOW), expected)
+    with pytest.raises(InputError, match=r"the multimodal fusion needs PET on the CT grid"):
+        fuse_volume_files("multimodal", {"ct": files["ct"], "t1": files["t1"], "t2": files["t2"]}, CT_WINDOW)
+    with pytest.raises(InputError, match=r"fusion inputs \['labels'\] are not volumes; give ct, pet, t1, t2"):
+        fuse_volume_files("ct", {"ct": files["ct"], "labels": files["pet"]}, CT_WINDOW)
 
 
 def _records(statuses):

@@ -12,6 +12,7 @@ downscale, pixel copies for an integer upscale), then zero padded at the bottom 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -268,6 +269,34 @@ def fuse_volume(
     if len({p.shape for p in planes}) != 1:
         raise InputError(f"the {name} fusion's sources are not on one grid: {[p.shape for p in planes]}")
     return np.stack(planes, axis=-1)
+
+
+def fuse_volume_files(
+    kind: str | dict[str, str],
+    files: Mapping[str, str | Path],
+    ct_window: dict,
+    *,
+    suv_range: tuple[float, float] = (0.0, 6.0),
+    mri_percentiles: tuple[float, float] = (0.0, 99.5),
+) -> np.ndarray:
+    """:func:`fuse_volume` on volumes read from image files on the CT grid (the rules' inputs): `files` maps the
+    volumes the fusion reads (ct, pet, t1, t2; VOLUME_ORDER) to their paths, and may leave the others out."""
+    import SimpleITK as sitk
+
+    unknown = sorted(set(files) - set(VOLUME_ORDER))
+    if unknown:
+        raise InputError(f"fusion inputs {unknown} are not volumes; give {', '.join(VOLUME_ORDER)}")
+    volumes = {name: sitk.GetArrayFromImage(sitk.ReadImage(str(path))) for name, path in files.items()}
+    return fuse_volume(
+        kind,
+        volumes.get("ct"),
+        ct_window,
+        pet_suv=volumes.get("pet"),
+        suv_range=suv_range,
+        t1=volumes.get("t1"),
+        t2=volumes.get("t2"),
+        mri_percentiles=mri_percentiles,
+    )
 
 
 def write_shard(

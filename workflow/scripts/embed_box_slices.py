@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 
-from hnseg.fusion import FrameGeometry, fuse_volume, to_model_frame  # noqa: E402
+from hnseg.fusion import VOLUME_ORDER, FrameGeometry, fuse_volume_files, to_model_frame  # noqa: E402
 from hnseg.gpu import job_device  # noqa: E402
 from hnseg.lesion_prompts import read_lesion_boxes, slices_to_embed  # noqa: E402
 from hnseg.runlog import log_to_file  # noqa: E402
@@ -23,10 +23,6 @@ log = log_to_file(sm.log[0])
 torch.set_num_threads(sm.threads)
 
 
-def volume(name):
-    return sitk.GetArrayFromImage(sitk.ReadImage(sm.input[name])) if name in sm.input.keys() else None
-
-
 cached = read_embeddings(sm.input.embeddings)
 have = {int(z) for z in cached.slice_index}
 needed = [z for z in slices_to_embed(read_lesion_boxes(sm.input.boxes)) if z not in have]
@@ -35,14 +31,11 @@ shape = tuple(reversed(reference.GetSize()))
 geometry = FrameGeometry(shape[1], shape[2], sm.params.model_size)
 frames = np.zeros((len(needed), geometry.size, geometry.size, 3), dtype=np.uint8)
 if needed:
-    rgb = fuse_volume(
+    rgb = fuse_volume_files(
         dict(sm.params.recipe),
-        volume("ct"),
+        {name: sm.input[name] for name in VOLUME_ORDER if name in sm.input.keys()},
         sm.params.ct_window,
-        pet_suv=volume("pet"),
         suv_range=tuple(sm.params.pet_suv_range),
-        t1=volume("t1"),
-        t2=volume("t2"),
         mri_percentiles=tuple(sm.params.mri_percentiles),
     )
     for i, z in enumerate(needed):

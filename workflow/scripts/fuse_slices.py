@@ -6,7 +6,7 @@ import time
 import numpy as np
 import SimpleITK as sitk
 
-from hnseg.fusion import fuse_volume, write_shard
+from hnseg.fusion import VOLUME_ORDER, fuse_volume_files, write_shard
 from hnseg.prompts import split_instances
 from hnseg.runlog import log_to_file
 
@@ -14,21 +14,13 @@ sm = snakemake
 log = log_to_file(sm.log[0])
 start = time.perf_counter()
 
-
-def volume(name):
-    return sitk.GetArrayFromImage(sitk.ReadImage(sm.input[name])) if name in sm.input.keys() else None
-
-
 labels_image = sitk.ReadImage(sm.input.labels)
 labels = sitk.GetArrayFromImage(labels_image)
-rgb = fuse_volume(
+rgb = fuse_volume_files(
     dict(sm.params.recipe),
-    volume("ct"),
+    {name: sm.input[name] for name in VOLUME_ORDER if name in sm.input.keys()},
     sm.params.ct_window,
-    pet_suv=volume("pet"),
     suv_range=tuple(sm.params.pet_suv_range),
-    t1=volume("t1"),
-    t2=volume("t2"),
     mri_percentiles=tuple(sm.params.mri_percentiles),
 )
 instances, targets = split_instances(labels, sm.params.connectivity, sm.params.target_unit)
