@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from hnseg.provenance import import_closure, import_closure_hash
+from hnseg.provenance import code_of, import_closure, import_closure_hash, imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def test_hash_changes_with_a_module_in_the_closure_only(tmp_path, monkeypatch):
 
     def digest():
         provenance.import_closure.cache_clear()
-        provenance._module_imports.cache_clear()
+        provenance._module_facts.cache_clear()
         provenance.import_closure_hash.cache_clear()
         return import_closure_hash(script)
 
@@ -54,3 +54,70 @@ def test_hash_changes_with_a_module_in_the_closure_only(tmp_path, monkeypatch):
 def test_every_workflow_script_resolves():
     for script in sorted((ROOT / "workflow" / "scripts").glob("*.py")):
         assert "hnseg" in import_closure(script), script.name
+
+
+def test_imports_are_found_in_every_kind_of_statement(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(
+        "try:\n    import hnseg.metrics\nexcept ImportError:\n    from hnseg import errors\nelse:\n    pass\n"
+        "finally:\n    from hnseg import runlog\n"
+        "with open(__file__):\n    import hnseg.config\n"
+        "for _ in ():\n    pass\nelse:\n    import hnseg.cohort\n"
+        "class Stage:\n    def run(self):\n        if True:\n            from hnseg.sam import weights\n"
+        "match 1:\n    case 1:\n        import hnseg.fusion\n"
+        "f = lambda: __import__('hnseg.split')\n"  # a call, not an import statement: not followed
+    )
+    assert imported_modules(script) == {
+        "hnseg", "hnseg.metrics", "hnseg.errors", "hnseg.runlog", "hnseg.config", "hnseg.cohort", "hnseg.sam",
+        "hnseg.sam.weights", "hnseg.fusion",
+    }  # fmt: skip
+
+
+CODE = '''"""A module."""
+
+import math
+
+
+def area(r):
+    """The area."""
+    # pi r squared
+    return math.pi * r**2
+
+
+class Shape:
+    """A shape."""
+
+    def scaled(self, k):
+        """Scaled by k."""
+        assert k > 0
+        return k
+'''
+
+
+def test_code_of_ignores_comments_docstrings_and_layout_but_not_code(tmp_path):
+    path = tmp_path / "m.py"
+
+    def code(source):
+        path.write_text(source)
+        return code_of(path)
+
+    original = code(CODE)
+    tidied = (
+        CODE.replace('"""A module."""', '"""A module, reworded."""\n# a new comment')
+        .replace('"""The area."""', '"""The area of a disc\n\n    of radius r."""')
+        .replace("    # pi r squared\n", "")
+        .replace("return math.pi * r**2", "return (\n        math.pi * r ** 2  # formatted by hand\n    )")
+        .replace('        """Scaled by k."""\n', "")
+        + "\n\n\n"
+    )
+    assert code(tidied) == original
+    for change in (
+        ("return math.pi * r**2", "return math.pi * r**3"),
+        ("assert k > 0", "assert k >= 0"),
+        ("import math", "import math as m\nmath = m"),
+        ('"""Scaled by k."""', '"""Scaled by k."""\n        k = abs(k)'),
+        ("return k", "return 'k'"),
+    ):
+        assert code(CODE.replace(*change)) != original, change
+    # a string that is not the first statement of its body is code, not a docstring
+    assert code(CODE.replace("import math", "import math\n\n'a string'")) != original

@@ -1,14 +1,15 @@
 """Reruns only where the science changed: the README's rerun table, asserted by dry runs after a complete run.
 
 Each row changes one thing (a config number, or one module of the package) and asks Snakemake what it would rerun.
-Module edits are made in a copy of the package that the dry run imports first (PYTHONPATH), so the repository is
-never touched. Rows that change import or registration first run the stages up to the cohort checkpoint for real
+Module edits are made in a copy of the package that the dry run imports first (PYTHONPATH), or bind-mounted over
+the module for the dry run alone, so the repository is never touched. Rows that change import or registration first run the stages up to the cohort checkpoint for real
 (in a copy of the complete run): what comes after the checkpoint is only planned once it has run.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,12 +44,13 @@ NEVER = {
 
 
 def edited_package(tmp_path: Path, module: str) -> dict[str, str]:
-    """A copy of the hnseg package with one module edited (a comment appended); the env that imports it."""
+    """A copy of the hnseg package with one module's code changed, as little as code can change (one statement
+    more; a comment would not count, see below); the env that imports it."""
     copy = tmp_path / "repository"  # laid out like the repository: hnseg finds its schemas from src/hnseg
     shutil.copytree(ROOT / "src" / "hnseg", copy / "src" / "hnseg", ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "workflow").symlink_to(ROOT / "workflow")
     path = copy / "src" / module
-    path.write_text(path.read_text() + "\n# edited by the rerun test\n")
+    path.write_text(path.read_text() + "\n_EDITED_BY_THE_RERUN_TEST = True\n")
     return {"PYTHONPATH": str(copy / "src")}
 
 
@@ -62,6 +64,43 @@ def plan(complete_run, tmp_path: Path, change: str) -> dict[str, int]:
     jobs = planned_jobs(result.stdout)
     jobs.pop("all", None)
     return jobs
+
+
+def tidy(source: str) -> str:
+    """The module tidied, its code unchanged: its docstring reworded, comments added, blank lines at the end."""
+    assert source.startswith('"""'), "the edit rewords the module's docstring"
+    return (
+        "# tidied by the rerun test\n" + source.replace('"""', '"""Reworded by the rerun test. ', 1) + "\n\n# end\n\n"
+    )
+
+
+def test_a_comment_a_docstring_or_blank_lines_rerun_nothing(complete_run, tmp_path):
+    """The code trigger is the code (hnseg.provenance.code_of), not the file's bytes: tidying the metrics module, which
+    every score imports, plans nothing; one statement more in it, the same way, reruns every score.
+
+    The edited module stands in the repository's own place, as a user's edit would, for one dry run only: it is
+    bind-mounted over `src/hnseg/metrics.py` in a mount namespace of the dry run's own (`unshare`; the tests run as
+    root, on CI too). A copy of the package elsewhere would move the package's data file that the report reads, and
+    rerun the report for that alone."""
+    module = ROOT / "src" / "hnseg" / "metrics.py"
+    original = module.read_text()
+
+    def plan_with_metrics_module(source: str) -> dict[str, int]:
+        edited = tmp_path / f"metrics_{len(list(tmp_path.iterdir()))}.py"
+        edited.write_text(source)
+        bind_and_run = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+        command = complete_run.command(complete_run.workdir, "-n")
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", bind_and_run, "sh", edited, module, *command],
+            check=False, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        return planned_jobs(result.stdout)
+
+    assert plan_with_metrics_module(tidy(original)) == {}
+    changed = plan_with_metrics_module(original + "\n_EDITED_BY_THE_RERUN_TEST = True\n")
+    assert set(changed) == {"evaluate", "summarize_metrics", "report", "all"}, changed
+    assert module.read_text() == original  # the repository's file, untouched
 
 
 @pytest.mark.parametrize("row", list(TABLE))
