@@ -75,20 +75,23 @@ def test_fusing_the_volume_files_equals_fusing_the_volumes(tmp_path):
         files[name] = tmp_path / f"{name}.nii.gz"
         sitk.WriteImage(sitk.GetImageFromArray(volume.astype(np.float32)), str(files[name]))
     stored = {name: volume.astype(np.float32) for name, volume in volumes.items()}
-    paper = fuse_volume("multimodal", stored["ct"], CT_WINDOW, pet_suv=stored["pet"], t1=stored["t1"], t2=stored["t2"])
-    assert np.array_equal(fuse_volume_files("multimodal", files, CT_WINDOW), paper)
+    windows = {"suv_range": (0.0, 6.0), "mri_percentiles": (0.5, 99.5)}
+    paper = fuse_volume(
+        "multimodal", stored["ct"], CT_WINDOW, pet_suv=stored["pet"], t1=stored["t1"], t2=stored["t2"], **windows
+    )
+    assert np.array_equal(fuse_volume_files("multimodal", files, CT_WINDOW, **windows), paper)
     assert np.array_equal(
-        fuse_volume_files("ct", {"ct": files["ct"]}, CT_WINDOW), fuse_volume("ct", stored["ct"], CT_WINDOW)
+        fuse_volume_files("ct", {"ct": files["ct"]}, CT_WINDOW, **windows), fuse_volume("ct", stored["ct"], CT_WINDOW)
     )
     # the T1w and T2w files the CT-PET fusion does not read are left alone, and the SUV range reaches the PET window
     ctpet = {"r": "ct", "g": "pet", "b": "ct"}
     expected = fuse_volume(ctpet, stored["ct"], CT_WINDOW, pet_suv=stored["pet"], suv_range=(0.0, 4.0))
-    assert np.array_equal(fuse_volume_files(ctpet, files, CT_WINDOW, suv_range=(0.0, 4.0)), expected)
-    assert not np.array_equal(fuse_volume_files(ctpet, files, CT_WINDOW), expected)
+    assert np.array_equal(fuse_volume_files(ctpet, files, CT_WINDOW, **windows | {"suv_range": (0.0, 4.0)}), expected)
+    assert not np.array_equal(fuse_volume_files(ctpet, files, CT_WINDOW, **windows), expected)
     with pytest.raises(InputError, match=r"the multimodal fusion needs PET on the CT grid"):
-        fuse_volume_files("multimodal", {"ct": files["ct"], "t1": files["t1"], "t2": files["t2"]}, CT_WINDOW)
+        fuse_volume_files("multimodal", {"ct": files["ct"], "t1": files["t1"], "t2": files["t2"]}, CT_WINDOW, **windows)
     with pytest.raises(InputError, match=r"fusion inputs \['labels'\] are not volumes; give ct, pet, t1, t2"):
-        fuse_volume_files("ct", {"ct": files["ct"], "labels": files["pet"]}, CT_WINDOW)
+        fuse_volume_files("ct", {"ct": files["ct"], "labels": files["pet"]}, CT_WINDOW, **windows)
 
 
 def _records(statuses):

@@ -1,15 +1,17 @@
 """Reruns only where the science changed: the README's rerun table, asserted by dry runs after a complete run.
 
 Each row changes one thing (a config number, or one module of the package) and asks Snakemake what it would rerun.
-Module edits are made in a copy of the package that the dry run imports first (PYTHONPATH), or bind-mounted over
-the module for the dry run alone, so the repository is never touched. Rows that change import or registration first run the stages up to the cohort checkpoint for real
-(in a copy of the complete run): what comes after the checkpoint is only planned once it has run.
+Module edits are made in a copy of the package that the dry run imports first (PYTHONPATH), or bind-mounted over the
+module for the dry run alone, so the repository is never touched. Rows that change import or registration first run
+the stages up to the cohort checkpoint for real (in a copy of the complete run): what comes after the checkpoint is
+only planned once it has run.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,14 +45,19 @@ NEVER = {
 }
 
 
+def add_a_statement(source: str) -> str:
+    """A module's code changed as little as code can change: one statement more (a comment would not count, see
+    test_a_comment_a_docstring_or_blank_lines_rerun_nothing)."""
+    return source + "\n_EDITED_BY_THE_RERUN_TEST = True\n"
+
+
 def edited_package(tmp_path: Path, module: str) -> dict[str, str]:
-    """A copy of the hnseg package with one module's code changed, as little as code can change (one statement
-    more; a comment would not count, see below); the env that imports it."""
+    """A copy of the hnseg package with one module's code changed (add_a_statement); the env that imports it."""
     copy = tmp_path / "repository"  # laid out like the repository: hnseg finds its schemas from src/hnseg
     shutil.copytree(ROOT / "src" / "hnseg", copy / "src" / "hnseg", ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "workflow").symlink_to(ROOT / "workflow")
     path = copy / "src" / module
-    path.write_text(path.read_text() + "\n_EDITED_BY_THE_RERUN_TEST = True\n")
+    path.write_text(add_a_statement(path.read_text()))
     return {"PYTHONPATH": str(copy / "src")}
 
 
@@ -85,9 +92,9 @@ def test_a_comment_a_docstring_or_blank_lines_rerun_nothing(complete_run, tmp_pa
     module = ROOT / "src" / "hnseg" / "metrics.py"
     original = module.read_text()
 
-    def plan_with_metrics_module(source: str) -> dict[str, int]:
-        edited = tmp_path / f"metrics_{len(list(tmp_path.iterdir()))}.py"
-        edited.write_text(source)
+    def plan_with_metrics_module(edit: Callable[[str], str]) -> dict[str, int]:
+        edited = tmp_path / f"metrics_{edit.__name__}.py"
+        edited.write_text(edit(original))
         bind_and_run = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
         command = complete_run.command(complete_run.workdir, "-n")
         result = subprocess.run(
@@ -97,8 +104,8 @@ def test_a_comment_a_docstring_or_blank_lines_rerun_nothing(complete_run, tmp_pa
         assert result.returncode == 0, result.stdout + result.stderr
         return planned_jobs(result.stdout)
 
-    assert plan_with_metrics_module(tidy(original)) == {}
-    changed = plan_with_metrics_module(original + "\n_EDITED_BY_THE_RERUN_TEST = True\n")
+    assert plan_with_metrics_module(tidy) == {}
+    changed = plan_with_metrics_module(add_a_statement)
     assert set(changed) == {"evaluate", "summarize_metrics", "report", "all"}, changed
     assert module.read_text() == original  # the repository's file, untouched
 

@@ -276,11 +276,12 @@ def fuse_volume_files(
     files: Mapping[str, str | Path],
     ct_window: dict,
     *,
-    suv_range: tuple[float, float] = (0.0, 6.0),
-    mri_percentiles: tuple[float, float] = (0.0, 99.5),
+    suv_range: tuple[float, float],
+    mri_percentiles: tuple[float, float],
 ) -> np.ndarray:
     """:func:`fuse_volume` on volumes read from image files on the CT grid (the rules' inputs): `files` maps the
-    volumes the fusion reads (ct, pet, t1, t2; VOLUME_ORDER) to their paths, and may leave the others out."""
+    volumes the fusion reads (ct, pet, t1, t2; VOLUME_ORDER) to their paths, and may leave the others out. The
+    windows come from config (fusion.ct_window, pet_suv_range, mri_percentiles), with no defaults here."""
     import SimpleITK as sitk
 
     unknown = sorted(set(files) - set(VOLUME_ORDER))
